@@ -1,0 +1,10 @@
+"""Build the C extensions; all metadata lives in setup.cfg."""
+from setuptools import Extension, setup
+
+STRICT = ["-O3", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
+
+setup(
+    ext_modules=[
+        Extension("repofs.repo._index", ["repofs/repo/_index.c"], extra_compile_args=STRICT),
+    ]
+)
