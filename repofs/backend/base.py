@@ -1,0 +1,72 @@
+"""The backend interface every transport implements, and its typed errors."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..errors import BackendError, NotFound
+
+
+class FileType(enum.Enum):
+    """The kinds of file in a repository; the value is the folder name."""
+
+    CONFIG = "config"
+    KEY = "keys"
+    LOCK = "locks"
+    SNAPSHOT = "snapshots"
+    INDEX = "index"
+    PACK = "data"
+
+
+@dataclass(frozen=True, slots=True)
+class Handle:
+    type: FileType
+    name: str = ""
+
+    def __str__(self) -> str:
+        return self.type.value if self.type is FileType.CONFIG else f"{self.type.value}/{self.name}"
+
+
+CONFIG = Handle(FileType.CONFIG)
+
+
+class FileNotFound(NotFound):
+    """The backend has no file under that handle."""
+
+
+class PermanentError(BackendError):
+    """A failure a retry cannot fix (permissions, full disk, bad request)."""
+
+
+class TransientError(BackendError):
+    """A failure that may pass (connection reset, server busy)."""
+
+
+class Backend(Protocol):
+    """Async access to a repository's files. Implementations bound their own concurrency."""
+
+    location: str
+    connections: int
+
+    async def create(self) -> None:
+        """Make the empty layout; fails if a repository is already there."""
+
+    async def list(self, type: FileType) -> list[tuple[str, int]]:
+        """(name, size) of every file of a type; names that are not ids are skipped."""
+
+    async def stat(self, h: Handle) -> int:
+        """Size in bytes; FileNotFound when absent."""
+
+    async def load(self, h: Handle, length: int = 0, offset: int = 0) -> bytes:
+        """``length`` bytes from ``offset`` (0 = to the end); FileNotFound when absent."""
+
+    async def save(self, h: Handle, data: bytes) -> None:
+        """Store a whole file atomically: it appears complete under its name or not at all."""
+
+    async def remove(self, h: Handle) -> None:
+        """Delete a file; FileNotFound when absent."""
+
+    async def close(self) -> None:
+        """Release connections."""

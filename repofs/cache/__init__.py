@@ -1,0 +1,1 @@
+"""Caches of decrypted repository data, bounded in bytes."""
