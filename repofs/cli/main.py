@@ -1,0 +1,105 @@
+"""The ``repofs`` command: global options, the command table, and the error boundary."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+import trio
+
+from .. import __version__
+from ..errors import Interrupted, RepofsError
+from .context import GlobalOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def global_options(fn: F) -> F:
+    """Options restic takes anywhere on the line; valid before and after the command name."""
+    decorators = [
+        click.option("-r", "--repo", "repo", metavar="REPOSITORY",
+                     help="Repository location (env: RESTIC_REPOSITORY, REPOFS_REPOSITORY)."),
+        click.option("-p", "--password-file", metavar="FILE",
+                     help="Read the password from FILE (env: RESTIC_PASSWORD_FILE)."),
+        click.option("--password-command", metavar="CMD",
+                     help="Run CMD to get the password (env: RESTIC_PASSWORD_COMMAND)."),
+        click.option("--no-lock", is_flag=True, default=None, help="Do not lock the repository."),
+        click.option("--json", "json", is_flag=True, default=None, help="Print JSON."),
+        click.option("-q", "--quiet", is_flag=True, default=None, help="Print less."),
+        click.option("--debug", is_flag=True, default=None, help="Show tracebacks of errors."),
+    ]
+    for d in reversed(decorators):
+        fn = d(fn)
+    return fn
+
+
+_GLOBAL_NAMES = ("repo", "password_file", "password_command", "no_lock", "json", "quiet", "debug")
+
+
+def take_globals(kwargs: dict[str, Any]) -> GlobalOptions:
+    """The GlobalOptions of this invocation, updated with those given after the command."""
+    opts: GlobalOptions = click.get_current_context().find_object(GlobalOptions)
+    opts.merge(**{n: kwargs.pop(n) for n in _GLOBAL_NAMES if n in kwargs})
+    return opts
+
+
+def run(opts: GlobalOptions, fn: Callable[..., Awaitable[int | None]], *args: Any) -> None:
+    """Run one async operation; its return value is the exit code."""
+    try:
+        code = trio.run(fn, *args)
+    except BaseExceptionGroup as group:
+        err = _first_user_error(group)
+        if err is None:
+            raise
+        raise err from group
+    sys.exit(code or 0)
+
+
+def _first_user_error(group: BaseExceptionGroup) -> BaseException | None:
+    for exc in group.exceptions:
+        if isinstance(exc, (RepofsError, KeyboardInterrupt, BrokenPipeError)):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_user_error(exc)
+            if found is not None:
+                return found
+    return None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="repofs")
+@global_options
+@click.pass_context
+def cli(ctx: click.Context, **kwargs: Any) -> None:
+    """Read, browse, dump and write restic repositories."""
+    opts = ctx.ensure_object(GlobalOptions)
+    opts.merge(**kwargs)
+    logging.basicConfig(level=logging.DEBUG if kwargs.get("debug") else logging.WARNING,
+                        format="repofs: %(message)s")
+
+
+def main() -> None:
+    """Entry point: the one place where errors become a message and an exit code."""
+    from . import cmd_cat, cmd_init, cmd_ls, cmd_snapshots  # noqa: F401  (registers commands)
+
+    try:
+        cli(prog_name="repofs")
+    except RepofsError as err:
+        if "--debug" in sys.argv[1:]:
+            logging.exception("error")
+        click.echo(f"repofs: {err}", err=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("repofs: interrupted", err=True)
+        sys.exit(Interrupted.exit_code)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, like a C tool would.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        sys.exit(0)

@@ -1,0 +1,1 @@
+"""Rendering for people and for machines; core code hands values here, never prints."""

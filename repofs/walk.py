@@ -1,0 +1,59 @@
+"""Depth-first walks over snapshot trees, loading the trees ahead of the walker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable, Iterator
+
+import trio
+
+from .model.tree import Node
+from .trees import TreeLoader
+
+PREFETCH = 8
+
+# Decides for a directory node and its path whether the walk descends into it.
+Descend = Callable[[bytes, Node], bool]
+
+
+def _everything(path: bytes, node: Node) -> bool:
+    return True
+
+
+@trio.as_safe_channel
+async def walk(trees: TreeLoader, tree_id: bytes, prefix: bytes = b"",
+               descend: Descend = _everything) -> AsyncGenerator[tuple[bytes, Node], None]:
+    """(path, node) for every node below ``tree_id`` in restic's order: sorted names, each
+    directory followed at once by its contents. Use as ``async with walk(...) as nodes``.
+
+    When a tree is loaded its subtrees are fetched in the background, at most PREFETCH at a
+    time, so the walk rarely waits on one tree at a time.
+    """
+    limiter = trio.CapacityLimiter(PREFETCH)
+    async with trio.open_nursery() as nursery:
+
+        async def prefetch(subtree: bytes) -> None:
+            async with limiter:
+                try:
+                    await trees.raw(subtree)
+                except Exception:  # noqa: BLE001  the walker meets the error itself later
+                    pass
+
+        async def open_tree(tid: bytes) -> Iterator[Node]:
+            nodes = await trees.load(tid)
+            for n in nodes:
+                if n.subtree is not None:
+                    nursery.start_soon(prefetch, n.subtree)
+            return iter(nodes)
+
+        stack: list[tuple[bytes, Iterator[Node]]] = [(prefix, await open_tree(tree_id))]
+        while stack:
+            path, nodes = stack[-1]
+            node = next(nodes, None)
+            if node is None:
+                stack.pop()
+                continue
+            node_path = path + b"/" + node.name
+            yield node_path, node
+            if node.subtree is not None and descend(node_path, node):
+                stack.append((node_path, await open_tree(node.subtree)))
+        nursery.cancel_scope.cancel()
