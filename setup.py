@@ -6,5 +6,6 @@ STRICT = ["-O3", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-Wno-m
 setup(
     ext_modules=[
         Extension("repofs.repo._index", ["repofs/repo/_index.c"], extra_compile_args=STRICT),
+        Extension("repofs.chunker._chunker", ["repofs/chunker/_chunker.c"], extra_compile_args=STRICT),
     ]
 )
