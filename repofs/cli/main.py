@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -82,10 +84,18 @@ def cli(ctx: click.Context, **kwargs: Any) -> None:
                         format="repofs: %(message)s")
 
 
+def _register_commands() -> None:
+    """Import every ``cmd_*`` module of this package; each adds its command to ``cli``."""
+    from . import __path__ as here
+
+    for mod in pkgutil.iter_modules(here):
+        if mod.name.startswith("cmd_"):
+            importlib.import_module(f"{__package__}.{mod.name}")
+
+
 def main() -> None:
     """Entry point: the one place where errors become a message and an exit code."""
-    from . import cmd_cat, cmd_init, cmd_ls, cmd_snapshots  # noqa: F401  (registers commands)
-
+    _register_commands()
     try:
         cli(prog_name="repofs")
     except RepofsError as err:
