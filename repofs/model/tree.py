@@ -25,6 +25,7 @@ from typing import Any
 from ..errors import IntegrityError
 from . import gojson, goquote, gotime
 from .gotime import Timestamp
+from .ids import parse_id
 
 __all__ = [
     "Node",
@@ -172,8 +173,8 @@ def _node_from_json(obj: dict[str, Any]) -> Node:
             (x.get("name") or "", _b64(x.get("value"))) for x in get("extended_attributes") or ()
         ),
         device=get("device") or 0,
-        content=None if content is None else tuple(bytes.fromhex(c) for c in content),
-        subtree=None if subtree is None else bytes.fromhex(subtree),
+        content=None if content is None else tuple(parse_id(c) for c in content),
+        subtree=None if subtree is None else parse_id(subtree),
         error=get("error") or "",
     )
 
