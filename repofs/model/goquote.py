@@ -95,8 +95,8 @@ def unquote(s: str) -> bytes:
     """The raw bytes of a Go-quoted string (without its double quotes).
 
     ``\\xHH`` and three-digit octal escapes are raw bytes; ``\\u``/``\\U``
-    escapes are code points, stored as UTF-8. Raises ValueError on syntax Go
-    rejects.
+    escapes are code points, stored as UTF-8. Raises ValueError on a malformed
+    escape; unlike Go, a raw ``"`` or newline is accepted.
     """
     if "\\" not in s:
         return _utf8(s)

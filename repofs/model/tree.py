@@ -6,7 +6,11 @@ Go's ``omitempty`` rules, Go string escaping, nodes sorted by raw name bytes.
 
 Names are kept as raw bytes (they need not be UTF-8). On the wire they are
 Go-quoted (``goquote``) and then JSON-encoded. Link targets, user and group
-names and xattr names are plain JSON strings.
+names, xattr names and errors are plain JSON strings: Go writes each invalid
+UTF-8 byte in them as the escape ``\\ufffd``, which reads back as U+FFFD (what
+restic restores too). Such a tree decodes fine but re-encodes with a raw
+U+FFFD, so only there ``encode_tree(decode_tree(b)) != b``. A ``str`` built
+from the file system with ``os.fsdecode`` writes the escape, as restic does.
 
 Modes are Go ``os.FileMode`` values, not POSIX ``st_mode``; ``posix_mode`` and
 ``go_mode_from_posix`` convert.
