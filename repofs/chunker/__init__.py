@@ -18,7 +18,7 @@ import functools
 import os
 import struct
 from collections.abc import Iterator
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 from ._chunker import Scanner
 from .polynomial import degree, is_irreducible, mod, mulmod, random_polynomial
@@ -39,7 +39,7 @@ __all__ = [
 #: Size of the reads ``chunk_file`` makes.
 READ_SIZE = 8 * 1024 * 1024
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 
 @functools.lru_cache(maxsize=8)

@@ -81,4 +81,5 @@ def random_polynomial() -> int:
         p |= (1 << RANDOM_DEGREE) | 1
         if is_irreducible(p):
             return p
-    raise RuntimeError("no irreducible polynomial found")  # pragma: no cover (1 in ~27 draws succeeds)
+    # About one draw in 27 is irreducible: this line is never reached in practice.
+    raise RuntimeError("no irreducible polynomial found")  # pragma: no cover
