@@ -1,0 +1,478 @@
+"""The dump pipeline: walk a tree, pick nodes, fetch their blobs ahead, write in order.
+
+Four stages run concurrently in one nursery, joined by bounded channels:
+
+1. the walker streams ``(path, node)`` in restic's order (``walk.walk``, which loads
+   trees ahead of it);
+2. the planner picks nodes (``Selection``), refuses hostile names, turns each picked
+   node into an ``Entry`` and each data blob into a ``Chunk`` of a ``Job``: neighbouring
+   blobs of one pack (across files) share a job, which is one ranged backend read;
+3. workers run jobs: read the range, then check, decrypt and decompress every blob and
+   let the format prepare it (zip deflates), in a thread under the repository's ``cpu``
+   limiter; a blob that fails is tried again from its other copies (``load_blob``);
+4. the writer takes entries in order, waits for their chunks, and hands header and data
+   bytes to ``Output``.
+
+Memory is bounded by a byte budget: the planner takes a job's size from it before the
+job starts, the writer gives it back when the job's last chunk is written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+
+from ..backend.base import FileType, Handle
+from ..errors import DamagedPack, IntegrityError, NotFound, RepofsError
+from ..model import tree as nodes
+from ..model.tree import Node
+from ..patterns import PatternList
+from ..repo.index import BlobLocation, BlobType
+from ..trees import TreeLoader
+from ..walk import walk
+from .output import Buffer, Output
+
+__all__ = ["ArchiveFormat", "Buffer", "Chunk", "DumpStats", "Entry", "Job", "RawFormat",
+           "Selection", "check_name", "dump", "dump_file", "link_target"]
+
+AHEAD = 48 << 20  # bytes of blobs fetched ahead of the writer
+MAX_JOB = 8 << 20  # neighbouring blobs are read together up to this span
+MAX_GAP = 64 << 10  # bytes of other blobs worth reading over to keep one read
+NODES_AHEAD = 256
+ENTRIES_AHEAD = 256
+
+Warn = Callable[[str], None]
+
+
+class PackReader(Protocol):
+    """What the pipeline needs of a Repository: the index, ranged pack reads, blob
+    decoding, whole-blob loads with every copy tried, and the CPU limiter."""
+
+    cpu: trio.CapacityLimiter
+    backend: Any
+
+    @property
+    def index(self) -> Any: ...
+
+    def decode_blob(self, blob_id: bytes, type: BlobType, loc: BlobLocation, pack_id: bytes,
+                    sealed: bytes | memoryview) -> bytes: ...
+
+    async def load_blob(self, type: BlobType, blob_id: bytes) -> bytes: ...
+
+    async def cpu_run(self, fn: Callable[..., Any], *args: object) -> Any: ...
+
+
+# -- entries, jobs, formats ----------------------------------------------------------------
+
+
+class Job:
+    """One ranged read of a pack and the blobs in it; ``pieces`` once ``done`` is set."""
+
+    __slots__ = ("pack_id", "start", "end", "blobs", "plain", "refs", "done", "pieces")
+
+    def __init__(self, pack_id: bytes, start: int) -> None:
+        self.pack_id = pack_id
+        self.start = start
+        self.end = start
+        self.blobs: list[tuple[bytes, BlobLocation]] = []
+        self.plain = 0
+        self.refs = 0  # chunks not yet written
+        self.done = trio.Event()
+        self.pieces: list[Any] | None = None
+
+    @property
+    def cost(self) -> int:
+        return max(self.end - self.start, self.plain)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    job: Job
+    index: int
+
+
+@dataclass(slots=True)
+class Entry:
+    """One archive member: ``path`` is relative (no leading or trailing slash). The
+    chunks of its content follow it in the stream to the writer."""
+
+    path: bytes
+    node: Node
+    size: int = 0
+    link_to: bytes | None = None
+
+
+class ArchiveFormat(Protocol):
+    """Turns entries and blob plaintexts into output bytes; ``prepare`` runs in worker
+    threads (any order), everything else in the writer (entry order)."""
+
+    name: str
+    hardlinks: bool
+
+    def accepts(self, node: Node) -> bool: ...
+
+    def prepare(self, plain: bytes) -> Any: ...
+
+    def begin(self, entry: Entry) -> Sequence[Buffer]: ...
+
+    def piece(self, piece: Any) -> Sequence[Buffer]: ...
+
+    def end(self, entry: Entry) -> Sequence[Buffer]: ...
+
+    def finish(self) -> Sequence[Buffer]: ...
+
+
+class RawFormat:
+    """The bytes of one file, nothing around them."""
+
+    name = "raw"
+    hardlinks = False
+
+    def accepts(self, node: Node) -> bool:
+        return node.type == nodes.FILE
+
+    def prepare(self, plain: bytes) -> bytes:
+        return plain
+
+    def begin(self, entry: Entry) -> Sequence[Buffer]:
+        return ()
+
+    def piece(self, piece: bytes) -> Sequence[Buffer]:
+        return (piece,)
+
+    def end(self, entry: Entry) -> Sequence[Buffer]:
+        return ()
+
+    def finish(self) -> Sequence[Buffer]:
+        return ()
+
+
+def link_target(node: Node) -> bytes:
+    """A symlink's target as bytes (the raw form when the node has one)."""
+    if node.linktarget_raw is not None:
+        return node.linktarget_raw
+    return (node.linktarget or "").encode("utf-8", "surrogateescape")
+
+
+def _show(path: bytes) -> str:
+    return os.fsdecode(path) or "/"
+
+
+def check_name(parent: bytes, node: Node) -> None:
+    """Refuse names that would escape or confuse an archive path, and link targets no
+    archive can hold. Raises IntegrityError naming the folder."""
+    name = node.name
+    if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:
+        raise IntegrityError(f"{_show(parent)}: refusing a node named {name!r}: a file name "
+                             "cannot be empty, '.' or '..', or contain '/' or NUL (damaged or "
+                             "hostile tree)")
+    if node.type == nodes.SYMLINK and b"\0" in link_target(node):
+        raise IntegrityError(f"{_show(parent + b'/' + name)}: refusing a symlink whose target "
+                             "contains NUL (damaged or hostile tree)")
+
+
+# -- selection -----------------------------------------------------------------------------
+
+
+def _within(path: bytes, folder: bytes) -> bool:
+    return folder == b"/" or path == folder or path.startswith(folder + b"/")
+
+
+class Selection:
+    """Which nodes go out: those at or below one of ``targets`` (absolute paths in the
+    dumped tree; ``b"/"`` for everything), not matching ``excludes`` and, when there
+    are ``includes``, matching one of them. Folders above a picked node are picked too
+    (they come out first, once), so every member has its parents before it."""
+
+    def __init__(self, targets: Sequence[bytes] = (b"/",), includes: PatternList | None = None,
+                 excludes: PatternList | None = None) -> None:
+        tops = sorted(set(targets))
+        self.targets = [t for t in tops if not any(o != t and _within(t, o) for o in tops)]
+        self.includes = includes or PatternList(())
+        self.excludes = excludes or PatternList(())
+
+    def decide(self, path: bytes, node: Node) -> tuple[bool, bool]:
+        """(write this node, walk into it) for the node at ``path`` (``/a/b``)."""
+        is_dir = node.type == nodes.DIR
+        if any(_within(path, t) for t in self.targets):
+            text = os.fsdecode(path)
+            if self.excludes and self.excludes.match(text):
+                return False, False
+            if self.includes:
+                matched, child = self.includes.match_with_child(text)
+                return matched, child and is_dir
+            return True, is_dir
+        return False, is_dir and any(t.startswith(path + b"/") for t in self.targets)
+
+    def descend(self, path: bytes, node: Node) -> bool:
+        return self.decide(path, node)[1]
+
+
+# -- the pipeline --------------------------------------------------------------------------
+
+
+class ByteBudget:
+    """A semaphore counted in bytes; one request larger than the limit is let through
+    alone, so nothing waits forever."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+        self._lot = trio.lowlevel.ParkingLot()
+
+    async def acquire(self, n: int) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while self.used and self.used + n > self.limit:
+            await self._lot.park()
+        self.used += n
+        self.peak = max(self.peak, self.used)
+
+    def release(self, n: int) -> None:
+        self.used -= n
+        self._lot.unpark_all()
+
+
+@dataclass
+class DumpStats:
+    entries: int = 0
+    files: int = 0
+    bytes_written: int = 0
+    jobs: int = 0
+    blobs: int = 0
+    skipped: int = 0
+    budget_peak: int = 0
+
+
+class _Pipeline:
+    def __init__(self, repo: PackReader, fmt: ArchiveFormat, ahead: int, warn: Warn) -> None:
+        self.repo = repo
+        self.fmt = fmt
+        self.warn = warn
+        self.budget = ByteBudget(ahead)
+        self.stats = DumpStats()
+        self._pending: Job | None = None
+        self._last: tuple[bytes, Chunk] | None = None  # previous blob, for repeats
+        self._links: dict[tuple[int, int], tuple[bytes, tuple[bytes, ...] | None]] = {}
+        self._jobs_send, self._jobs_recv = trio.open_memory_channel[Job](0)
+        self._entries_send, self._entries_recv = trio.open_memory_channel[Entry | Chunk](ENTRIES_AHEAD)
+
+    async def run(self, source: Callable[[trio.MemorySendChannel[tuple[bytes, Node]]], Any],
+                  selection: Selection, fd: int) -> DumpStats:
+        nodes_send, nodes_recv = trio.open_memory_channel[tuple[bytes, Node]](NODES_AHEAD)
+        workers = self.repo.backend.connections + int(self.repo.cpu.total_tokens) + 2
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(source, nodes_send)
+            nursery.start_soon(self._plan, nodes_recv, selection)
+            async with self._jobs_recv:
+                for _ in range(workers):
+                    nursery.start_soon(self._work, self._jobs_recv.clone())
+            out = Output(fd, nursery)
+            await self._write(out)
+        self.stats.bytes_written = out.written
+        self.stats.budget_peak = self.budget.peak
+        return self.stats
+
+    # -- planning ----------------------------------------------------------------------
+
+    async def _plan(self, nodes_recv: trio.MemoryReceiveChannel[tuple[bytes, Node]],
+                    selection: Selection) -> None:
+        parents: list[tuple[bytes, Node, bool]] = []  # folders above the current node
+        async with nodes_recv, self._entries_send, self._jobs_send:
+            while True:
+                try:
+                    path, node = nodes_recv.receive_nowait()
+                except trio.WouldBlock:
+                    await self._flush()
+                    try:
+                        path, node = await nodes_recv.receive()
+                    except trio.EndOfChannel:
+                        break
+                except trio.EndOfChannel:
+                    break
+                parent = path[:path.rfind(b"/")]
+                check_name(parent, node)
+                while parents and not path.startswith(parents[-1][0] + b"/"):
+                    parents.pop()
+                write, descend = selection.decide(path, node)
+                if write:
+                    for i, (ppath, pnode, done) in enumerate(parents):
+                        if not done:
+                            await self._add(ppath, pnode)
+                            parents[i] = (ppath, pnode, True)
+                    await self._add(path, node)
+                if descend and node.subtree is not None:
+                    parents.append((path, node, write))
+            await self._flush()
+
+    async def _add(self, path: bytes, node: Node) -> None:
+        if not self.fmt.accepts(node):
+            self.stats.skipped += 1
+            self.warn(f"{_show(path)}: skipping a {node.type or 'node of unknown type'}; "
+                      f"{self.fmt.name} cannot hold it")
+            return
+        entry = Entry(path.lstrip(b"/"), node)
+        self.stats.entries += 1
+        if node.type != nodes.FILE:
+            await self._send(entry)
+            return
+        self.stats.files += 1
+        linkable = self.fmt.hardlinks and node.links > 1 and node.inode
+        key = (node.device_id, node.inode)
+        known = self._links.get(key) if linkable else None
+        if known is not None and known[1] == node.content:
+            entry.link_to = known[0]
+            await self._send(entry)
+            return
+        if linkable:
+            self._links[key] = (entry.path, node.content)
+        index = self.repo.index
+        locations = []
+        for blob_id in node.content or ():
+            found = index.lookup(blob_id, BlobType.DATA)
+            if not found:
+                raise NotFound(f"{_show(path)}: data blob {blob_id.hex()} is not in the index")
+            locations.append(found[0])
+            entry.size += found[0].plain_length
+        await self._send(entry)
+        for blob_id, loc in zip(node.content or (), locations):
+            await self._send(await self._chunk(blob_id, loc))
+
+    async def _chunk(self, blob_id: bytes, loc: BlobLocation) -> Chunk:
+        last = self._last
+        if last is not None and last[0] == blob_id and last[1].job.refs:
+            last[1].job.refs += 1  # the same blob again (runs of zeros): decoded once
+            return last[1]
+        job = self._pending
+        if job is None or not (job.pack_id == loc.pack_id and job.end <= loc.offset <= job.end + MAX_GAP
+                               and loc.offset + loc.length - job.start <= MAX_JOB):
+            await self._flush()
+            job = self._pending = Job(loc.pack_id, loc.offset)
+        job.blobs.append((blob_id, loc))
+        job.end = loc.offset + loc.length
+        job.plain += loc.plain_length
+        job.refs += 1
+        chunk = Chunk(job, len(job.blobs) - 1)
+        self._last = (blob_id, chunk)
+        self.stats.blobs += 1
+        return chunk
+
+    async def _send(self, item: Entry | Chunk) -> None:
+        try:
+            self._entries_send.send_nowait(item)
+        except trio.WouldBlock:
+            await self._flush()
+            await self._entries_send.send(item)
+
+    async def _flush(self) -> None:
+        """Start the job being gathered (before the planner might wait on anything)."""
+        job, self._pending = self._pending, None
+        if job is None:
+            return
+        self.stats.jobs += 1
+        await self.budget.acquire(job.cost)
+        await self._jobs_send.send(job)
+
+    # -- fetching ----------------------------------------------------------------------
+
+    async def _work(self, jobs: trio.MemoryReceiveChannel[Job]) -> None:
+        async with jobs:
+            async for job in jobs:
+                await self._run_job(job)
+
+    async def _run_job(self, job: Job) -> None:
+        repo = self.repo
+        results: list[Any]
+        try:
+            raw = await repo.backend.load(Handle(FileType.PACK, job.pack_id.hex()), job.end - job.start,
+                                          job.start)
+            if len(raw) != job.end - job.start:
+                raise DamagedPack(f"pack {job.pack_id.hex()}: short read (truncated pack)")
+            results = await repo.cpu_run(self._decode, job, raw)
+        except RepofsError as exc:
+            results = [exc] * len(job.blobs)
+        for i, result in enumerate(results):
+            if isinstance(result, RepofsError):
+                # Another copy may be intact: load_blob tries every location.
+                try:
+                    plain = await repo.load_blob(BlobType.DATA, job.blobs[i][0])
+                    results[i] = await repo.cpu_run(self.fmt.prepare, plain)
+                except RepofsError as exc:
+                    results[i] = exc
+        job.pieces = results
+        job.done.set()
+
+    def _decode(self, job: Job, raw: bytes) -> list[Any]:
+        view = memoryview(raw)
+        out: list[Any] = []
+        for blob_id, loc in job.blobs:
+            rel = loc.offset - job.start
+            try:
+                plain = self.repo.decode_blob(blob_id, BlobType.DATA, loc, job.pack_id,
+                                              view[rel:rel + loc.length])
+            except RepofsError as exc:
+                out.append(exc)
+                continue
+            out.append(self.fmt.prepare(plain))
+        return out
+
+    # -- writing -----------------------------------------------------------------------
+
+    async def _write(self, out: Output) -> None:
+        """Entries in order, each followed by its chunks."""
+        fmt = self.fmt
+        entry: Entry | None = None
+        async with self._entries_recv:
+            async for item in self._entries_recv:
+                if isinstance(item, Entry):
+                    if entry is not None:
+                        await out.write(fmt.end(entry))
+                    entry = item
+                    await out.write(fmt.begin(entry))
+                    continue
+                job = item.job
+                await job.done.wait()
+                assert job.pieces is not None and entry is not None
+                piece = job.pieces[item.index]
+                if isinstance(piece, RepofsError):
+                    raise type(piece)(f"/{_show(entry.path)}: {piece}")
+                await out.write(fmt.piece(piece))
+                job.refs -= 1
+                if not job.refs:
+                    job.pieces = None
+                    self.budget.release(job.cost)
+        if entry is not None:
+            await out.write(fmt.end(entry))
+        await out.write(fmt.finish())
+        await out.aclose()
+
+
+def _ignore(message: str) -> None:
+    pass
+
+
+async def dump(repo: PackReader, trees: TreeLoader, tree_id: bytes, selection: Selection,
+               fmt: ArchiveFormat, fd: int, *, ahead: int = AHEAD, warn: Warn = _ignore) -> DumpStats:
+    """Write the selected nodes below ``tree_id`` to ``fd`` as ``fmt``."""
+
+    async def source(send: trio.MemorySendChannel[tuple[bytes, Node]]) -> None:
+        async with send, walk(trees, tree_id, descend=selection.descend) as found:
+            async for item in found:
+                await send.send(item)
+
+    return await _Pipeline(repo, fmt, ahead, warn).run(source, selection, fd)
+
+
+async def dump_file(repo: PackReader, path: bytes, node: Node, fd: int, *,
+                    ahead: int = AHEAD) -> DumpStats:
+    """Write the content of one file node to ``fd``, nothing else."""
+
+    async def source(send: trio.MemorySendChannel[tuple[bytes, Node]]) -> None:
+        async with send:
+            await send.send((path, node))
+
+    return await _Pipeline(repo, RawFormat(), ahead, _ignore).run(source, Selection([path]), fd)

@@ -1,0 +1,275 @@
+"""Zip members for snapshot nodes, streamed to unseekable output.
+
+Files are deflated, each with a data descriptor after its data, since the CRC and
+the compressed size are known only at the end. Each blob is compressed on its own
+(in a worker thread) and ends on a byte boundary with a sync flush, so the blob
+pieces concatenate into one valid deflate stream; incompressible blobs go in as
+stored deflate blocks instead of being run through zlib. CRCs are computed per blob
+and combined. Folders, symlinks and empty files are stored with their CRC and sizes
+in the local header. Zip64 records appear where sizes, offsets or counts need them.
+
+Extra fields: extended timestamp (``UT``, mtime in UTC) and Info-ZIP's unix uid/gid
+(``ux``) on every member; the external attributes carry the unix mode.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..model import tree as nodes
+from ..model.gotime import NS, Timestamp
+from ..model.tree import Node, posix_mode
+from .common import Buffer, Entry, link_target
+
+LEVEL = 1
+SAMPLE = 64 << 10
+INCOMPRESSIBLE = 0.92  # a sample that shrinks less than this is stored
+STORED_BLOCK = 0xFFFF
+FINAL_BLOCK = b"\x03\x00"  # an empty, final fixed-Huffman deflate block
+
+U16 = 0xFFFF
+U32 = 0xFFFFFFFF
+STORE, DEFLATE = 0, 8
+FLAG_DESCRIPTOR = 0x08
+FLAG_UTF8 = 0x800
+UNIX = 3
+
+_LOCAL = struct.Struct("<IHHHHHIIIHH")
+_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
+_DESCRIPTOR32 = struct.Struct("<IIII")
+_DESCRIPTOR64 = struct.Struct("<IIQQ")
+_EOCD = struct.Struct("<IHHHHIIH")
+_EOCD64 = struct.Struct("<IQHHIIQQQQ")
+_LOCATOR64 = struct.Struct("<IIQI")
+
+_CRC_POLY = 0xEDB88320
+
+
+# -- CRC-32 of a concatenation ------------------------------------------------------------
+
+
+def _mul_mod(a: int, b: int) -> int:
+    """Product of two polynomials modulo the CRC-32 polynomial (bit-reflected)."""
+    product = 0
+    bit = 1 << 31
+    while a:
+        if a & bit:
+            product ^= b
+            a ^= bit
+        bit >>= 1
+        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
+    return product
+
+
+def _powers() -> list[int]:
+    table = [1 << 30]  # x^1
+    for _ in range(31):
+        table.append(_mul_mod(table[-1], table[-1]))
+    return table  # table[k] = x^(2^k) mod P
+
+
+_X_POW2 = _powers()
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """CRC-32 of A+B from crc32(A), crc32(B) and len(B): crc1 shifted by 8*len2 bits."""
+    shift = 1 << 31  # x^0
+    n, k = len2, 3
+    while n:
+        if n & 1:
+            shift = _mul_mod(_X_POW2[k & 31], shift)
+        n >>= 1
+        k += 1
+    return _mul_mod(shift, crc1) ^ crc2
+
+
+# -- deflate pieces ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A blob as part of a deflate stream: its CRC, plaintext length and encoded parts."""
+
+    crc: int
+    size: int
+    parts: tuple[Buffer, ...]
+    encoded_size: int
+
+
+def stored_blocks(data: bytes | memoryview) -> list[Buffer]:
+    """``data`` as non-final stored deflate blocks (the stream must be byte aligned)."""
+    view = memoryview(data)
+    out: list[Buffer] = []
+    for start in range(0, len(view), STORED_BLOCK):
+        part = view[start:start + STORED_BLOCK]
+        out.append(struct.pack("<BHH", 0, len(part), len(part) ^ 0xFFFF))
+        out.append(part)
+    return out
+
+
+def deflate_piece(plain: bytes, level: int = LEVEL) -> Piece:
+    """Encode one blob; runs in a worker thread (zlib releases the GIL)."""
+    crc = zlib.crc32(plain)
+    if len(plain) > SAMPLE:
+        probe = zlib.compressobj(1, zlib.DEFLATED, -15)
+        sample = probe.compress(memoryview(plain)[:SAMPLE]) + probe.flush(zlib.Z_SYNC_FLUSH)
+        if len(sample) > INCOMPRESSIBLE * SAMPLE:
+            parts = stored_blocks(plain)
+            return Piece(crc, len(plain), tuple(parts), len(plain) + 5 * (len(parts) // 2))
+    comp = zlib.compressobj(level, zlib.DEFLATED, -15)
+    out = comp.compress(plain) + comp.flush(zlib.Z_SYNC_FLUSH)
+    if len(out) > len(plain) + 5 * (len(plain) // STORED_BLOCK + 1):
+        parts = stored_blocks(plain)
+        return Piece(crc, len(plain), tuple(parts), len(plain) + 5 * (len(parts) // 2))
+    return Piece(crc, len(plain), (out,), len(out))
+
+
+# -- headers -------------------------------------------------------------------------------
+
+
+def dos_time(ts: Timestamp) -> tuple[int, int]:
+    """(time, date) in MS-DOS form, from the wall clock of the zone the time was kept in."""
+    t = time.gmtime(ts.ns // NS + ts.offset)
+    if t.tm_year < 1980:
+        return 0, (1 << 5) | 1
+    if t.tm_year > 2107:
+        return (23 << 11) | (59 << 5) | 29, (127 << 9) | (12 << 5) | 31
+    return ((t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2),
+            ((t.tm_year - 1980) << 9) | (t.tm_mon << 5) | t.tm_mday)
+
+
+def _extras(node: Node) -> bytes:
+    out = b""
+    secs = node.mtime.ns // NS
+    if -(1 << 31) <= secs < (1 << 31):
+        out += struct.pack("<HHBi", 0x5455, 5, 1, secs)
+    out += struct.pack("<HHBBIBI", 0x7875, 11, 1, 4, node.uid & U32, 4, node.gid & U32)
+    return out
+
+
+@dataclass(slots=True)
+class _Current:
+    """The file member being written."""
+
+    entry: Entry
+    offset: int
+    zip64: bool
+    crc: int = 0
+    size: int = 0
+    encoded: int = 0
+
+
+class ZipFormat:
+    """A zip stream; keeps the central directory (about 100 bytes a member) until the end."""
+
+    hardlinks = False
+    name = "zip"
+
+    def __init__(self, level: int = LEVEL) -> None:
+        self.level = level
+        self.offset = 0  # bytes written so far
+        self.count = 0
+        self._central = bytearray()
+        self._current: _Current | None = None
+
+    def accepts(self, node: Node) -> bool:
+        return node.type in (nodes.FILE, nodes.DIR, nodes.SYMLINK)
+
+    def prepare(self, plain: bytes) -> Piece:
+        return deflate_piece(plain, self.level)
+
+    def _emit(self, buffers: Sequence[Buffer]) -> Sequence[Buffer]:
+        self.offset += sum(len(b) for b in buffers)
+        return buffers
+
+    def begin(self, entry: Entry) -> Sequence[Buffer]:
+        node = entry.node
+        name = entry.path + (b"/" if node.type == nodes.DIR else b"")
+        if node.type == nodes.FILE and entry.size:
+            zip64 = entry.size * 1.05 + (1 << 20) >= U32
+            self._current = _Current(entry, self.offset, zip64)
+            extra = _extras(node) + (struct.pack("<HHQQ", 1, 16, 0, 0) if zip64 else b"")
+            local = self._local(name, node, DEFLATE, FLAG_DESCRIPTOR, 0,
+                                U32 if zip64 else 0, U32 if zip64 else 0, extra, zip64)
+            return self._emit((local,))
+        data = link_target(node) if node.type == nodes.SYMLINK else b""
+        crc = zlib.crc32(data)
+        header_offset = self.offset
+        local = self._local(name, node, STORE, 0, crc, len(data), len(data), _extras(node), False)
+        self._record(name, node, STORE, 0, crc, len(data), len(data), header_offset)
+        return self._emit((local, data) if data else (local,))
+
+    def piece(self, piece: Piece) -> Sequence[Buffer]:
+        cur = self._current
+        assert cur is not None
+        cur.crc = crc32_combine(cur.crc, piece.crc, piece.size) if cur.size else piece.crc
+        cur.size += piece.size
+        cur.encoded += piece.encoded_size
+        return self._emit(piece.parts)
+
+    def end(self, entry: Entry) -> Sequence[Buffer]:
+        cur = self._current
+        if cur is None or cur.entry is not entry:
+            return ()
+        self._current = None
+        encoded = cur.encoded + len(FINAL_BLOCK)
+        if cur.zip64:
+            desc = _DESCRIPTOR64.pack(0x08074B50, cur.crc, encoded, cur.size)
+        else:
+            desc = _DESCRIPTOR32.pack(0x08074B50, cur.crc, encoded, cur.size)
+        name = entry.path
+        self._record(name, entry.node, DEFLATE, FLAG_DESCRIPTOR, cur.crc, encoded, cur.size, cur.offset)
+        return self._emit((FINAL_BLOCK, desc))
+
+    def finish(self) -> Sequence[Buffer]:
+        start, size, count = self.offset, len(self._central), self.count
+        tail = bytearray()
+        if count >= U16 or start >= U32 or size >= U32:
+            eocd64_at = start + size
+            tail += _EOCD64.pack(0x06064B50, 44, (UNIX << 8) | 45, 45, 0, 0, count, count, size, start)
+            tail += _LOCATOR64.pack(0x07064B50, 0, eocd64_at, 1)
+        tail += _EOCD.pack(0x06054B50, 0, 0, min(count, U16), min(count, U16),
+                           min(size, U32), min(start, U32), 0)
+        central, self._central = bytes(self._central), bytearray()
+        return self._emit((central, bytes(tail)))
+
+    # -- records ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _flags(name: bytes) -> int:
+        if name.isascii():
+            return 0
+        try:
+            name.decode("utf-8")
+        except UnicodeDecodeError:
+            return 0
+        return FLAG_UTF8
+
+    def _local(self, name: bytes, node: Node, method: int, flags: int, crc: int, csize: int,
+               usize: int, extra: bytes, zip64: bool) -> bytes:
+        t, d = dos_time(node.mtime)
+        return _LOCAL.pack(0x04034B50, 45 if zip64 else 20, flags | self._flags(name), method, t, d,
+                           crc, csize, usize, len(name), len(extra)) + name + extra
+
+    def _record(self, name: bytes, node: Node, method: int, flags: int, crc: int, csize: int,
+                usize: int, offset: int) -> None:
+        big = [v for v in (usize, csize, offset) if v >= U32]
+        extra = _extras(node)
+        if big:
+            extra += struct.pack("<HH", 1, 8 * len(big)) + b"".join(struct.pack("<Q", v) for v in big)
+        version = 45 if big or flags & FLAG_DESCRIPTOR and self._is_zip64(usize) else 20
+        t, d = dos_time(node.mtime)
+        attrs = (posix_mode(node) << 16) | (0x10 if node.type == nodes.DIR else 0)
+        self._central += _CENTRAL.pack(
+            0x02014B50, (UNIX << 8) | version, version, flags | self._flags(name), method, t, d, crc,
+            min(csize, U32), min(usize, U32), len(name), len(extra), 0, 0, 0, attrs, min(offset, U32),
+        ) + name + extra
+        self.count += 1
+
+    @staticmethod
+    def _is_zip64(usize: int) -> bool:
+        return usize * 1.05 + (1 << 20) >= U32
