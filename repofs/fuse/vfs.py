@@ -1,0 +1,560 @@
+"""The mounted file system as a model, without FUSE: inodes, folders, files, attributes.
+
+At the top is the layout (``layout.py``): meta folders, snapshot folders and ``latest``
+links, rebuilt when the snapshot list changes. It is re-read on access to a meta folder, at
+most every ``refresh_interval`` seconds, and the kernel caches its entries only briefly.
+Below a snapshot folder are the snapshot's trees, which never change: they are loaded when
+a folder is looked up or listed, kept decoded in the shared byte-bounded cache, and the
+kernel may cache their entries and attributes for long. Listing a folder queues its
+sub-folders' trees for loading in the background (newest listing first, bounded queue, a
+few workers), so ``find``, ``du`` and file managers rarely wait for one tree at a time.
+
+Inodes come from ``InodeTable``: children are keyed by parent inode and name, meta entries
+by their path (and snapshot id or link target), and every name of a hard-linked file by
+(snapshot folder inode, device, inode) so the links share one number.
+
+Errors leave as ``FsError`` with an errno; damaged or missing blobs and backend failures
+are logged once each (with the path that met them first) and become EIO. ``operations.py``
+translates calls and errors to pyfuse3; tests call this class directly.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import os
+import stat
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+import trio
+
+from ..backend.base import FileType
+from ..cache.blobcache import BlobCache
+from ..errors import RepofsError
+from ..model.snapshot import Snapshot
+from ..model.tree import CHARDEV, DEV, DIR, FILE, SYMLINK, Node, decode_tree, posix_mode
+from ..repo.index import BlobType
+from ..repo.repository import Repository
+from ..select import filter_snapshots
+from .inodes import ROOT_INODE, InodeTable
+from .layout import (DEFAULT_PATH_TEMPLATES, DEFAULT_TIME_TEMPLATE, Layout, MetaDir, SnapshotDir,
+                     SnapshotLink, build_layout)
+from .reader import BlobFetcher, FileMap, OpenFile
+
+log = logging.getLogger(__name__)
+
+LONG_TIMEOUT = 3600.0   # seconds the kernel may trust what lies inside a snapshot
+SHORT_TIMEOUT = 1.0     # ... and the top-level folders, which change with the snapshot list
+PREFETCH_QUEUE = 4096   # sub-folder trees waiting to be loaded; the oldest are dropped
+PREFETCH_WORKERS = 4
+INLINE_DECODE = 64 << 10  # trees larger than this are decoded in a worker thread
+BIG_FILE_BLOBS = 2048     # files with more blobs get their offset map built in a thread
+BLKSIZE = 1 << 20         # st_blksize: what cat and cp use as buffer size
+
+
+class FsError(Exception):
+    """A file-system answer other than success: an errno, and for ENOENT how long the
+    kernel may remember the miss (0: not at all)."""
+
+    def __init__(self, errno_: int, negative_timeout: float = 0.0) -> None:
+        super().__init__(os.strerror(errno_))
+        self.errno = errno_
+        self.negative_timeout = negative_timeout
+
+
+@dataclass(slots=True)
+class Attr:
+    """What stat shows, and how long the kernel may cache the entry and the attributes."""
+
+    ino: int
+    mode: int
+    nlink: int
+    uid: int
+    gid: int
+    size: int = 0
+    rdev: int = 0
+    blocks: int = 0
+    blksize: int = BLKSIZE
+    atime_ns: int = 0
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    entry_timeout: float = SHORT_TIMEOUT
+    attr_timeout: float = SHORT_TIMEOUT
+
+
+@dataclass
+class VfsConfig:
+    path_templates: Sequence[str] = DEFAULT_PATH_TEMPLATES
+    time_template: str = DEFAULT_TIME_TEMPLATE
+    hosts: Sequence[str] = ()
+    tags: Sequence[str] = ()
+    paths: Sequence[str] = ()
+    owner_root: bool = False
+    refresh_interval: float = 30.0
+    uid: int = field(default_factory=os.getuid)
+    gid: int = field(default_factory=os.getgid)
+    read_ahead: int | None = None  # bytes; None: an eighth of the cache, 2 to 32 MiB
+
+
+# -- inode values -----------------------------------------------------------------------
+
+@dataclass(slots=True, eq=False)
+class _Meta:
+    path: str
+    parent: int
+
+
+@dataclass(slots=True, eq=False)
+class _Root:
+    snapshot: Snapshot
+    path: str
+    parent: int
+
+
+@dataclass(slots=True, eq=False)
+class _Link:
+    link: SnapshotLink
+    path: str
+    parent: int
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    node: Node
+    parent: int
+    root: int
+    fmap: FileMap | None = None
+
+
+_Value = _Meta | _Root | _Link | _Item
+
+
+class _Listing:
+    """A decoded tree: nodes in stored (sorted) order and their positions by name. Its
+    ``__sizeof__`` estimates the memory it holds, so the byte-bounded cache can count it."""
+
+    __slots__ = ("nodes", "names", "cost")
+
+    def __init__(self, nodes: list[Node], raw_size: int) -> None:
+        self.names: dict[bytes, int] = {}
+        kept: list[Node] = []
+        for node in nodes:
+            name = _clean_name(node.name)
+            if name is None or name in self.names:
+                continue
+            if name != node.name:
+                node = replace(node, name=name)
+            self.names[name] = len(kept)
+            kept.append(node)
+        self.nodes = kept
+        self.cost = 2 * raw_size + 160 * len(kept)
+
+    def __sizeof__(self) -> int:
+        return self.cost
+
+
+def _clean_name(name: bytes) -> bytes | None:
+    """The name a node can have in a folder: its last path component; None if unusable."""
+    if b"/" in name:
+        name = name.rstrip(b"/").rpartition(b"/")[2]
+    if name in (b"", b".", b"..") or b"\0" in name:
+        return None
+    return name
+
+
+def _decode_listing(raw: bytes) -> _Listing:
+    return _Listing(decode_tree(raw), len(raw))
+
+
+@dataclass(slots=True)
+class _DirHandle:
+    ino: int
+    root: int
+    meta_path: str | None
+    entries: list[tuple[bytes, MetaDir | SnapshotDir | SnapshotLink]] | None = None
+    nodes: list[Node] | None = None
+
+    def __len__(self) -> int:
+        return len(self.nodes) if self.nodes is not None else len(self.entries or ())
+
+
+@dataclass(slots=True)
+class _FileHandle:
+    ino: int
+    reader: OpenFile
+
+
+class VFS:
+    """The file system over one open repository; lives inside the mount's nursery."""
+
+    def __init__(self, repo: Repository, cache: BlobCache, nursery: trio.Nursery,
+                 config: VfsConfig | None = None) -> None:
+        self.repo = repo
+        self.cache = cache
+        self.nursery = nursery
+        self.config = config or VfsConfig()
+        self.fetcher = BlobFetcher(repo, cache, nursery)
+        self.inodes: InodeTable[_Value] = InodeTable(_Meta("", ROOT_INODE))
+        self.layout = Layout({"": MetaDir()})
+        self.mounted_ns = time.time_ns()
+        window = self.config.read_ahead
+        if window is None:
+            window = min(max(cache.max_bytes // 8, 2 << 20), 32 << 20)
+        self.read_ahead = window
+        self._snapshots: dict[bytes, Snapshot] = {}
+        self._index_loaded = False
+        self._next_check = -math.inf
+        self._refresh_lock = trio.Lock()
+        self._dirs: dict[int, _DirHandle] = {}
+        self._files: dict[int, _FileHandle] = {}
+        self._next_fh = 1
+        self._wanted: deque[bytes] = deque(maxlen=PREFETCH_QUEUE)
+        self._wake = trio.Event()
+        self._reported: set[str] = set()
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the snapshot list and the index, then start the tree prefetchers."""
+        await self.refresh(force=True)
+        for _ in range(PREFETCH_WORKERS):
+            self.nursery.start_soon(self._prefetch_worker)
+
+    def close(self) -> None:
+        """Forget every inode and handle (after unmounting)."""
+        self._dirs.clear()
+        self._files.clear()
+        self.inodes.forget_all()
+
+    async def refresh(self, force: bool = False) -> None:
+        """Re-read the snapshot list if ``refresh_interval`` has passed (or ``force``); load
+        new snapshots and the index they need, and rebuild the layout if anything changed."""
+        if not force and trio.current_time() < self._next_check:
+            return
+        async with self._refresh_lock:
+            if not force and trio.current_time() < self._next_check:
+                return
+            try:
+                await self._reload()
+            except RepofsError as exc:
+                if force:
+                    raise
+                self._report("snapshot list", exc)
+            finally:
+                self._next_check = trio.current_time() + self.config.refresh_interval
+
+    async def _reload(self) -> None:
+        ids = await self.repo.list_ids(FileType.SNAPSHOT)
+        if self._index_loaded and set(ids) == set(self._snapshots):
+            return
+        known = {i: s for i, s in self._snapshots.items() if i in set(ids)}
+        new = [i for i in ids if i not in known]
+
+        async def load(snapshot_id: bytes) -> None:
+            try:
+                known[snapshot_id] = await self.repo.load_snapshot(snapshot_id)
+            except RepofsError as exc:  # a damaged or vanished snapshot file: leave it out
+                self._report(f"snapshot {snapshot_id.hex()[:8]}", exc)
+
+        async with trio.open_nursery() as nursery:
+            for snapshot_id in new:
+                nursery.start_soon(load, snapshot_id)
+        if new or not self._index_loaded:
+            await self.repo.load_index()
+            self._index_loaded = True
+        self._snapshots = known
+        c = self.config
+        chosen = filter_snapshots(list(known.values()), c.hosts, c.tags, c.paths)
+        self.layout = await self.repo.cpu_run(build_layout, chosen, c.path_templates, c.time_template)
+
+    # -- inodes ------------------------------------------------------------------------
+
+    def _value(self, ino: int) -> _Value:
+        try:
+            return self.inodes.get(ino)
+        except KeyError:
+            raise FsError(errno.ESTALE) from None
+
+    def _meta_child(self, parent: int, folder: str, name: str,
+                    item: MetaDir | SnapshotDir | SnapshotLink) -> int:
+        path = f"{folder}/{name}" if folder else name
+        if isinstance(item, MetaDir):
+            return self.inodes.ino_for(("meta", path), lambda: _Meta(path, parent))
+        if isinstance(item, SnapshotDir):
+            snap = item.snapshot
+            return self.inodes.ino_for(("snap", path, snap.id), lambda: _Root(snap, path, parent))
+        return self.inodes.ino_for(("link", path, item.target), lambda: _Link(item, path, parent))
+
+    def _node_child(self, parent: int, root: int, node: Node) -> int:
+        if node.type == FILE and node.links > 1 and node.inode:
+            key: tuple[object, ...] = ("hardlink", root, node.device_id, node.inode)
+        else:
+            key = (parent, node.name)
+        return self.inodes.ino_for(key, lambda: _Item(node, parent, root))
+
+    def _parent(self, ino: int) -> int:
+        return ROOT_INODE if ino == ROOT_INODE else self._value(ino).parent
+
+    def remember(self, ino: int) -> None:
+        """The kernel accepted a readdir entry for ``ino``."""
+        self.inodes.remember(ino)
+
+    def discard(self, ino: int) -> None:
+        """The kernel refused a readdir entry for ``ino``."""
+        self.inodes.discard_unused(ino)
+
+    def forget(self, items: Sequence[tuple[int, int]]) -> None:
+        for ino, n in items:
+            self.inodes.forget(ino, n)
+
+    def path_of(self, ino: int) -> str:
+        """The path of an inode below the mount point, for messages."""
+        parts: list[str] = []
+        while ino != ROOT_INODE:
+            value = self.inodes.get(ino) if ino in self.inodes else None
+            if value is None:
+                parts.append("?")
+                break
+            if isinstance(value, _Item):
+                parts.append(os.fsdecode(value.node.name))
+                ino = value.parent
+            else:
+                parts.append(value.path)
+                break
+        return "/".join(reversed(parts))
+
+    # -- attributes --------------------------------------------------------------------
+
+    def getattr(self, ino: int) -> Attr:
+        value = self._value(ino)
+        if isinstance(value, _Item):
+            return self._node_attr(ino, value.node)
+        uid, gid = (0, 0) if self.config.owner_root else (self.config.uid, self.config.gid)
+        if isinstance(value, _Meta):
+            t = self.mounted_ns
+            return Attr(ino, stat.S_IFDIR | 0o555, 2, uid, gid, atime_ns=t, mtime_ns=t, ctime_ns=t)
+        t = value.snapshot.time.ns if isinstance(value, _Root) else value.link.snapshot.time.ns
+        if isinstance(value, _Root):
+            return Attr(ino, stat.S_IFDIR | 0o555, 2, uid, gid, atime_ns=t, mtime_ns=t,
+                        ctime_ns=t, attr_timeout=LONG_TIMEOUT)
+        size = len(os.fsencode(value.link.target))
+        return Attr(ino, stat.S_IFLNK | 0o777, 1, uid, gid, size=size, blocks=1,
+                    atime_ns=t, mtime_ns=t, ctime_ns=t)
+
+    def _node_attr(self, ino: int, node: Node) -> Attr:
+        size = 0
+        if node.type == FILE:
+            size = node.size
+        elif node.type == SYMLINK:
+            size = len(_link_target(node))
+        uid, gid = (0, 0) if self.config.owner_root else (node.uid, node.gid)
+        return Attr(
+            ino, posix_mode(node), node.links or (2 if node.type == DIR else 1), uid, gid,
+            size=size, rdev=node.device if node.type in (DEV, CHARDEV) else 0,
+            blocks=(size + 511) // 512, atime_ns=node.atime.ns, mtime_ns=node.mtime.ns,
+            ctime_ns=node.ctime.ns, entry_timeout=LONG_TIMEOUT, attr_timeout=LONG_TIMEOUT)
+
+    # -- folders -----------------------------------------------------------------------
+
+    async def lookup(self, parent: int, name: bytes) -> Attr:
+        """The entry ``name`` in folder ``parent``; counts one lookup of the inode."""
+        value = self._value(parent)
+        if name == b".":
+            ino = parent
+        elif name == b"..":
+            ino = self._parent(parent)
+        elif isinstance(value, _Meta):
+            await self.refresh()
+            folder = self.layout.dirs.get(value.path)
+            text = os.fsdecode(name)
+            item = folder.children.get(text) if folder is not None else None
+            if item is None:
+                raise FsError(errno.ENOENT)
+            ino = self._meta_child(parent, value.path, text, item)
+        else:
+            listing = await self._listing_of(parent, value)
+            pos = listing.names.get(name)
+            if pos is None:
+                raise FsError(errno.ENOENT, LONG_TIMEOUT)
+            ino = self._node_child(parent, _root_of(parent, value), listing.nodes[pos])
+        self.inodes.remember(ino)
+        return self.getattr(ino)
+
+    async def opendir(self, ino: int) -> int:
+        value = self._value(ino)
+        if isinstance(value, _Meta):
+            await self.refresh()
+            folder = self.layout.dirs.get(value.path)
+            items = sorted(folder.children.items()) if folder is not None else []
+            handle = _DirHandle(ino, ino, value.path,
+                                entries=[(os.fsencode(n), item) for n, item in items])
+        else:
+            listing = await self._listing_of(ino, value)
+            self._queue_subtrees(listing)
+            handle = _DirHandle(ino, _root_of(ino, value), None, nodes=listing.nodes)
+        fh = self._next_fh
+        self._next_fh += 1
+        self._dirs[fh] = handle
+        return fh
+
+    def readdir(self, fh: int, start: int) -> Iterator[tuple[bytes, Attr, int]]:
+        """(name, attributes, next position) from position ``start``, ``.`` and ``..``
+        first. Each entry's inode exists but is not counted: call ``remember`` for every
+        entry the kernel accepts and ``discard`` for the one it refuses."""
+        h = self._dirs[fh]
+        for pos in range(start, len(h) + 2):
+            if pos == 0:
+                yield b".", self.getattr(h.ino), 1
+                continue
+            if pos == 1:
+                yield b"..", self.getattr(self._parent(h.ino)), 2
+                continue
+            if h.nodes is not None:
+                node = h.nodes[pos - 2]
+                name, ino = node.name, self._node_child(h.ino, h.root, node)
+            else:
+                assert h.entries is not None and h.meta_path is not None
+                name, item = h.entries[pos - 2]
+                ino = self._meta_child(h.ino, h.meta_path, os.fsdecode(name), item)
+            yield name, self.getattr(ino), pos + 1
+
+    def releasedir(self, fh: int) -> None:
+        self._dirs.pop(fh, None)
+
+    async def listdir(self, ino: int) -> list[tuple[bytes, Attr]]:
+        """Every entry but ``.`` and ``..``, each counted as the kernel would (for tests
+        and tools; the mount uses opendir/readdir)."""
+        fh = await self.opendir(ino)
+        try:
+            out = []
+            for name, attr, _ in self.readdir(fh, 2):
+                self.remember(attr.ino)
+                out.append((name, attr))
+            return out
+        finally:
+            self.releasedir(fh)
+
+    def readlink(self, ino: int) -> bytes:
+        value = self._value(ino)
+        if isinstance(value, _Link):
+            return os.fsencode(value.link.target)
+        if isinstance(value, _Item) and value.node.type == SYMLINK:
+            return _link_target(value.node)
+        raise FsError(errno.EINVAL)
+
+    async def _listing_of(self, ino: int, value: _Value) -> _Listing:
+        if isinstance(value, _Root):
+            tree_id: bytes | None = value.snapshot.tree
+        elif isinstance(value, _Item) and value.node.type == DIR:
+            tree_id = value.node.subtree
+        else:
+            raise FsError(errno.ENOTDIR)
+        if tree_id is None:
+            return _Listing([], 0)
+        try:
+            return await self._listing(tree_id)
+        except RepofsError as exc:
+            self._report(self.path_of(ino), exc)
+            raise FsError(errno.EIO) from None
+
+    async def _listing(self, tree_id: bytes) -> _Listing:
+        return await self.cache.get(("listing", tree_id), lambda: self._load_listing(tree_id))
+
+    async def _load_listing(self, tree_id: bytes) -> _Listing:
+        raw = await self.repo.load_blob(BlobType.TREE, tree_id)
+        if len(raw) > INLINE_DECODE:
+            return await self.repo.cpu_run(_decode_listing, raw)
+        return _decode_listing(raw)
+
+    def _queue_subtrees(self, listing: _Listing) -> None:
+        queued = False
+        for node in reversed(listing.nodes):
+            if node.subtree is not None and self.cache.get_cached(("listing", node.subtree)) is None:
+                self._wanted.append(node.subtree)
+                queued = True
+        if queued:
+            self._wake.set()
+
+    async def _prefetch_worker(self) -> None:
+        while True:
+            if not self._wanted:
+                if self._wake.is_set():
+                    self._wake = trio.Event()
+                await self._wake.wait()
+                continue
+            tree_id = self._wanted.pop()
+            try:
+                await self._listing(tree_id)
+            except RepofsError:
+                pass  # whoever opens that folder meets the error and reports it
+
+    # -- files -------------------------------------------------------------------------
+
+    async def open(self, ino: int) -> int:
+        value = self._value(ino)
+        if not isinstance(value, _Item):
+            raise FsError(errno.EISDIR)
+        node = value.node
+        if node.type != FILE:
+            raise FsError(errno.EISDIR if node.type == DIR else errno.EINVAL)
+        if value.fmap is None:
+            content = node.content or ()
+            if len(content) > BIG_FILE_BLOBS:
+                value.fmap = await self.repo.cpu_run(FileMap.build, content, self.repo.index)
+            else:
+                value.fmap = FileMap.build(content, self.repo.index)
+        fh = self._next_fh
+        self._next_fh += 1
+        self._files[fh] = _FileHandle(ino, OpenFile(value.fmap, self.fetcher, self.read_ahead))
+        return fh
+
+    async def read(self, fh: int, offset: int, size: int) -> bytes:
+        h = self._files[fh]
+        try:
+            return await h.reader.read(offset, size)
+        except RepofsError as exc:
+            self._report(self.path_of(h.ino), exc)
+            raise FsError(errno.EIO) from None
+
+    def release(self, fh: int) -> None:
+        self._files.pop(fh, None)
+
+    # -- extended attributes -----------------------------------------------------------
+
+    def listxattr(self, ino: int) -> list[bytes]:
+        value = self._value(ino)
+        if not isinstance(value, _Item):
+            return []
+        return [os.fsencode(name) for name, _ in value.node.extended_attributes]
+
+    def getxattr(self, ino: int, name: bytes) -> bytes:
+        value = self._value(ino)
+        if isinstance(value, _Item):
+            for n, v in value.node.extended_attributes:
+                if os.fsencode(n) == name:
+                    return v
+        raise FsError(errno.ENODATA)
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def _report(self, where: str, exc: RepofsError) -> None:
+        """Log a failure once per distinct error, naming where it was met first."""
+        message = str(exc)
+        if message in self._reported:
+            return
+        self._reported.add(message)
+        log.error("%s: %s", where or "/", message)
+
+
+def _root_of(ino: int, value: _Value) -> int:
+    return value.root if isinstance(value, _Item) else ino
+
+
+def _link_target(node: Node) -> bytes:
+    if node.linktarget_raw is not None:
+        return node.linktarget_raw
+    return os.fsencode(node.linktarget or "")

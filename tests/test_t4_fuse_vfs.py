@@ -1,0 +1,324 @@
+"""The mount's file-system model in-process, over restic-made repositories (no FUSE needed).
+
+Lookup counts, readdir offsets, hard links, reads and read-ahead, damaged packs and the
+snapshot refresh are checked here, fast; test_t4_fuse_mount.py mounts for real.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import random
+import shutil
+import stat
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from conftest import RepoFixture
+from restic_util import PASSWORD, backup, init_repo
+from repofs.backend.local import LocalBackend
+from repofs.cache.blobcache import BlobCache
+from repofs.fuse.inodes import ROOT_INODE
+from repofs.fuse.reader import FileMap
+from repofs.fuse.vfs import LONG_TIMEOUT, VFS, Attr, FsError, VfsConfig
+from repofs.repo.index import BlobType
+from repofs.repo.repository import Repository
+
+CHUNK = 128 << 10
+
+
+@asynccontextmanager
+async def open_vfs(path: Path, cache_mib: int = 64, **config: object) -> AsyncIterator[VFS]:
+    backend = LocalBackend(str(path))
+    repo = await Repository.open(backend, PASSWORD.encode())
+    async with trio.open_nursery() as nursery:
+        vfs = VFS(repo, BlobCache(cache_mib << 20), nursery, VfsConfig(**config))  # type: ignore[arg-type]
+        await vfs.start()
+        yield vfs
+        vfs.close()
+        nursery.cancel_scope.cancel()
+
+
+async def resolve(vfs: VFS, path: str) -> Attr:
+    """Look up every component of ``path`` from the root as the kernel would, following
+    symlinks (``latest``) on the way."""
+    parts = [p for p in path.split("/") if p]
+    folders = [vfs.getattr(ROOT_INODE)]
+    while parts:
+        part = parts.pop(0)
+        attr = await vfs.lookup(folders[-1].ino, os.fsencode(part))
+        if stat.S_ISLNK(attr.mode) and parts:
+            parts = [p for p in os.fsdecode(vfs.readlink(attr.ino)).split("/") if p] + parts
+            continue
+        folders.append(attr)
+    return folders[-1]
+
+
+async def read_all(vfs: VFS, ino: int, chunk: int = CHUNK) -> bytes:
+    fh = await vfs.open(ino)
+    try:
+        out = bytearray()
+        while True:
+            data = await vfs.read(fh, len(out), chunk)
+            if not data:
+                return bytes(out)
+            out += data
+    finally:
+        vfs.release(fh)
+
+
+async def test_top_folders_and_snapshot_names(restic_repo: RepoFixture) -> None:
+    async with open_vfs(restic_repo.path) as vfs:
+        assert [n for n, _ in await vfs.listdir(ROOT_INODE)] == [b"hosts", b"ids", b"snapshots", b"tags"]
+        ids = await resolve(vfs, "ids")
+        assert sorted(n for n, _ in await vfs.listdir(ids.ino)) == sorted(
+            i[:8].encode() for i in restic_repo.snapshot_ids)
+        hosts = await resolve(vfs, "hosts")
+        assert [n for n, _ in await vfs.listdir(hosts.ino)] == [b"alpha", b"beta"]
+        tags = dict(await vfs.listdir((await resolve(vfs, "tags")).ino))
+        assert sorted(tags) == [b"all", b"first"]
+        all_tag = dict(await vfs.listdir(tags[b"all"].ino))
+        assert len(all_tag) == 3 and b"latest" in all_tag
+        latest = await resolve(vfs, "snapshots/latest")
+        assert stat.S_ISLNK(latest.mode)
+        target = vfs.readlink(latest.ino)
+        newest = await resolve(vfs, "ids/" + restic_repo.snapshot_ids[1][:8])
+        assert (await resolve(vfs, "snapshots/" + os.fsdecode(target))).mtime_ns == newest.mtime_ns
+        assert stat.S_ISDIR(newest.mode) and newest.attr_timeout == LONG_TIMEOUT
+
+
+async def test_tree_matches_the_source(restic_repo: RepoFixture) -> None:
+    """Every node of the newest snapshot against the folder it was made from."""
+    src = restic_repo.source
+    async with open_vfs(restic_repo.path) as vfs:
+        top = await resolve(vfs, "ids/" + restic_repo.snapshot_ids[1][:8])
+        stack = [(top.ino, src)]
+        seen = 0
+        while stack:
+            ino, folder = stack.pop()
+            entries = dict(await vfs.listdir(ino))
+            assert sorted(entries) == sorted(os.listdir(os.fsencode(folder)))
+            for name, attr in entries.items():
+                path = os.path.join(os.fsencode(folder), name)
+                st = os.lstat(path)
+                seen += 1
+                assert attr.mode == st.st_mode, path
+                assert (attr.uid, attr.gid) == (st.st_uid, st.st_gid), path
+                assert attr.mtime_ns == st.st_mtime_ns, path
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((attr.ino, Path(os.fsdecode(path))))
+                elif stat.S_ISLNK(st.st_mode):
+                    assert vfs.readlink(attr.ino) == os.readlink(path)
+                elif stat.S_ISREG(st.st_mode):
+                    assert attr.size == st.st_size and attr.nlink == st.st_nlink, path
+                    with open(path, "rb") as f:
+                        assert await read_all(vfs, attr.ino) == f.read(), path
+        assert seen > 40
+
+
+async def test_lookup_counts_and_forget(restic_repo: RepoFixture) -> None:
+    async with open_vfs(restic_repo.path) as vfs:
+        docs = await resolve(vfs, "snapshots/latest/docs")
+        a = await vfs.lookup(docs.ino, b"hello.txt")
+        b = await vfs.lookup(docs.ino, b"hello.txt")
+        assert a.ino == b.ino and vfs.inodes.count(a.ino) == 2
+        vfs.forget([(a.ino, 1)])
+        assert vfs.getattr(a.ino).size == 12
+        vfs.forget([(a.ino, 1)])
+        with pytest.raises(FsError) as gone:
+            vfs.getattr(a.ino)
+        assert gone.value.errno == errno.ESTALE
+        again = await vfs.lookup(docs.ino, b"hello.txt")
+        assert again.ino != a.ino  # a fresh number, never a reused one
+        # . and .. count like any lookup.
+        dot = await vfs.lookup(docs.ino, b".")
+        assert dot.ino == docs.ino and vfs.inodes.count(docs.ino) == 2
+
+
+async def test_readdir_offsets_are_stable_and_only_accepted_entries_count(restic_repo: RepoFixture) -> None:
+    async with open_vfs(restic_repo.path) as vfs:
+        docs = await resolve(vfs, "snapshots/latest/docs")
+        fh = await vfs.opendir(docs.ino)
+        full = [(name, nxt) for name, _, nxt in vfs.readdir(fh, 0)]
+        assert full[0][0] == b"." and full[1][0] == b".."
+        assert [n for n, _ in full[2:]] == sorted(n for n, _ in full[2:])
+        # A kernel buffer that takes five entries, then refuses the sixth.
+        accepted = []
+        for name, attr, nxt in vfs.readdir(fh, 0):
+            if len(accepted) == 5:
+                vfs.discard(attr.ino)
+                refused = attr.ino
+                break
+            if name not in (b".", b".."):
+                vfs.remember(attr.ino)
+            accepted.append((name, nxt))
+        assert refused not in vfs.inodes
+        counted = [a for n, a in full[2:5]]
+        # ... and resumes from the last offset it got: nothing skipped, nothing repeated.
+        rest = [(name, nxt) for name, _, nxt in vfs.readdir(fh, accepted[-1][1])]
+        assert accepted + rest == full
+        vfs.releasedir(fh)
+        for name, _ in full[2:5]:
+            attr = await vfs.lookup(docs.ino, name)
+            assert vfs.inodes.count(attr.ino) == 2
+        assert counted
+
+
+async def test_hardlinks_share_an_inode(restic_repo: RepoFixture) -> None:
+    async with open_vfs(restic_repo.path) as vfs:
+        a = await resolve(vfs, "snapshots/latest/docs/hello.txt")
+        b = await resolve(vfs, "snapshots/latest/hardlink-to-hello")
+        assert a.ino == b.ino and a.nlink == 2
+        # The same file in another snapshot folder is another inode.
+        other = await resolve(vfs, "ids/" + restic_repo.snapshot_ids[0][:8] + "/docs/hello.txt")
+        assert other.ino != a.ino
+
+
+async def test_missing_names(restic_repo: RepoFixture) -> None:
+    async with open_vfs(restic_repo.path) as vfs:
+        docs = await resolve(vfs, "snapshots/latest/docs")
+        with pytest.raises(FsError) as inside:
+            await vfs.lookup(docs.ino, b"nope")
+        assert inside.value.errno == errno.ENOENT and inside.value.negative_timeout == LONG_TIMEOUT
+        with pytest.raises(FsError) as top:
+            await vfs.lookup(ROOT_INODE, b"nope")
+        assert top.value.errno == errno.ENOENT and top.value.negative_timeout == 0
+        hello = await vfs.lookup(docs.ino, b"hello.txt")
+        with pytest.raises(FsError) as notdir:
+            await vfs.lookup(hello.ino, b"x")
+        assert notdir.value.errno == errno.ENOTDIR
+
+
+async def test_xattrs(restic_repo: RepoFixture) -> None:
+    async with open_vfs(restic_repo.path) as vfs:
+        hello = await resolve(vfs, "snapshots/latest/docs/hello.txt")
+        want = dict((os.fsencode(n), os.getxattr(restic_repo.source / "docs" / "hello.txt", n))
+                    for n in os.listxattr(restic_repo.source / "docs" / "hello.txt"))
+        assert dict((n, vfs.getxattr(hello.ino, n)) for n in vfs.listxattr(hello.ino)) == want
+        with pytest.raises(FsError) as missing:
+            vfs.getxattr(hello.ino, b"user.nope")
+        assert missing.value.errno == errno.ENODATA
+
+
+async def test_random_reads_and_read_ahead(restic_repo: RepoFixture) -> None:
+    data = (restic_repo.source / "big.bin").read_bytes()
+    rng = random.Random(4)
+    async with open_vfs(restic_repo.path) as vfs:
+        big = await resolve(vfs, "snapshots/latest/big.bin")
+        assert big.size == len(data)
+        fh = await vfs.open(big.ino)
+        for _ in range(40):
+            off = rng.randrange(len(data) + 10)
+            size = rng.choice([1, 4096, CHUNK, 3 << 20])
+            assert await vfs.read(fh, off, size) == data[off:off + size]
+        vfs.release(fh)
+        fmap = FileMap.build(vfs.inodes.get(big.ino).node.content, vfs.repo.index)  # type: ignore[union-attr]
+        assert fmap.size == len(data) and fmap.missing is None
+        assert len(fmap.ids) >= 2
+
+
+async def test_sequential_reader_gets_neighbours_in_one_ranged_read(tmp_path: Path) -> None:
+    """A sequential read makes one backend request per run of adjacent blobs in one pack,
+    not one per blob."""
+    src = tmp_path / "src"
+    src.mkdir()
+    data = random.Random(9).randbytes(24 << 20)
+    (src / "random.bin").write_bytes(data)
+    repo_path = init_repo(tmp_path / "repo", version=2)
+    await trio.to_thread.run_sync(lambda: backup(repo_path, src))
+    async with open_vfs(repo_path) as vfs:
+        node_attr = await resolve(vfs, "snapshots/latest/random.bin")
+        content = vfs.inodes.get(node_attr.ino).node.content  # type: ignore[union-attr]
+        locs = [vfs.repo.index.lookup(b, BlobType.DATA)[0] for b in content]
+        assert len(content) > 10 and len({loc.pack_id for loc in locs}) < len(content) // 4
+        assert await read_all(vfs, node_attr.ino) == data
+        assert vfs.fetcher.ranged_reads <= len(content) // 2
+
+
+def _copy_repo(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    for root, dirs, files in os.walk(dst):
+        for n in dirs + files:
+            os.chmod(os.path.join(root, n), 0o700)
+    return dst
+
+
+async def test_damaged_pack_gives_eio_for_its_files_only(restic_repo: RepoFixture, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    repo_path = _copy_repo(restic_repo.path, tmp_path / "repo")
+    async with open_vfs(repo_path) as vfs:
+        big = await resolve(vfs, "snapshots/latest/big.bin")
+        blob = vfs.inodes.get(big.ino).node.content[0]  # type: ignore[union-attr, index]
+        loc = vfs.repo.index.lookup(blob, BlobType.DATA)[0]
+        damaged_packs = {loc.pack_id}
+    pack = repo_path / "data" / loc.pack_id.hex()[:2] / loc.pack_id.hex()
+    raw = bytearray(pack.read_bytes())
+    raw[loc.offset + loc.length // 2] ^= 0x55
+    pack.write_bytes(bytes(raw))
+    caplog.set_level(logging.ERROR, logger="repofs.fuse.vfs")
+    async with open_vfs(repo_path) as vfs:
+        big = await resolve(vfs, "snapshots/latest/big.bin")
+        fh = await vfs.open(big.ino)
+        for _ in range(2):
+            with pytest.raises(FsError) as failed:
+                await vfs.read(fh, 0, CHUNK)
+            assert failed.value.errno == errno.EIO
+        vfs.release(fh)
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and "big.bin" in errors[0].getMessage() and blob.hex()[:16] in errors[0].getMessage()
+        # Every other file still reads, those with blobs in the same pack included.
+        docs = await resolve(vfs, "snapshots/latest/docs")
+        same_pack = 0
+        for name, attr in await vfs.listdir(docs.ino):
+            if not stat.S_ISREG(attr.mode):
+                continue
+            node = vfs.inodes.get(attr.ino).node  # type: ignore[union-attr]
+            assert blob not in (node.content or ())
+            packs = {vfs.repo.index.lookup(b, BlobType.DATA)[0].pack_id for b in node.content or ()}
+            same_pack += bool(packs & damaged_packs)
+            with open(restic_repo.source / "docs" / os.fsdecode(name), "rb") as f:
+                assert await read_all(vfs, attr.ino) == f.read()
+        assert same_pack > 0
+
+
+async def test_new_snapshots_appear_after_the_refresh_interval(restic_repo: RepoFixture, tmp_path: Path) -> None:
+    repo_path = _copy_repo(restic_repo.path, tmp_path / "repo")
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "new.txt").write_bytes(b"fresh\n" * 1000)
+    async with open_vfs(repo_path, refresh_interval=0.0) as vfs:
+        ids = await resolve(vfs, "ids")
+        assert len(await vfs.listdir(ids.ino)) == 2
+        old_latest = vfs.readlink((await resolve(vfs, "snapshots/latest")).ino)
+        new_id = await trio.to_thread.run_sync(lambda: backup(repo_path, src, "--host", "gamma"))
+        names = [n for n, _ in await vfs.listdir(ids.ino)]
+        assert new_id[:8].encode() in names and len(names) == 3
+        latest = await resolve(vfs, "snapshots/latest")
+        assert vfs.readlink(latest.ino) != old_latest
+        new = await resolve(vfs, "hosts/gamma/latest/sub/new.txt")
+        assert await read_all(vfs, new.ino) == b"fresh\n" * 1000
+
+
+async def test_refresh_waits_for_the_interval(restic_repo: RepoFixture, tmp_path: Path) -> None:
+    repo_path = _copy_repo(restic_repo.path, tmp_path / "repo")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    async with open_vfs(repo_path, refresh_interval=3600.0) as vfs:
+        await trio.to_thread.run_sync(lambda: backup(repo_path, src))
+        assert len(await vfs.listdir((await resolve(vfs, "ids")).ino)) == 2
+        await vfs.refresh(force=True)
+        assert len(await vfs.listdir((await resolve(vfs, "ids")).ino)) == 3
+
+
+async def test_filters_and_owner_root(restic_repo: RepoFixture) -> None:
+    async with open_vfs(restic_repo.path, hosts=["alpha"], owner_root=True) as vfs:
+        ids = await vfs.listdir((await resolve(vfs, "ids")).ino)
+        assert [n for n, _ in ids] == [restic_repo.snapshot_ids[0][:8].encode()]
+        hello = await resolve(vfs, "snapshots/latest/docs/hello.txt")
+        assert (hello.uid, hello.gid) == (0, 0)
