@@ -57,8 +57,24 @@ def run(opts: GlobalOptions, fn: Callable[..., Awaitable[int | None]], *args: An
         err = _first_user_error(group)
         if err is None:
             raise
+        if isinstance(err, BrokenPipeError):
+            _reader_gone()
         raise err from group
+    except BrokenPipeError:
+        _reader_gone()
     sys.exit(code or 0)
+
+
+def _reader_gone() -> None:
+    """stdout's reader went away (`| head`): stop quietly with 0, like a C tool would.
+    Handled here because click turns EPIPE into exit code 1 before main() could see it;
+    fd 1 goes to /dev/null so the final flush at exit cannot fail either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(0)
 
 
 def _first_user_error(group: BaseExceptionGroup) -> BaseException | None:
