@@ -11,8 +11,10 @@ import getpass
 import json
 import os
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import trio
@@ -121,9 +123,30 @@ async def _remove(repo: Repository, lock_id: bytes) -> None:
         pass
 
 
+@contextmanager
+def _ignoring_sighup() -> Iterator[None]:
+    """restic checks whether a lock's holder on the same host is alive by sending it SIGHUP
+    (`restic unlock`, and newer versions whenever they lock): a holder must survive that."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 @asynccontextmanager
 async def locked(repo: Repository, exclusive: bool = False) -> AsyncIterator[None]:
     """Hold a lock on ``repo`` for the body; released on any exit, cancellation included."""
+    with _ignoring_sighup():
+        async with _locked(repo, exclusive):
+            yield
+
+
+@asynccontextmanager
+async def _locked(repo: Repository, exclusive: bool) -> AsyncIterator[None]:
     found = await _conflicts(repo, exclusive, None)
     if found:
         _raise_locked(found)
