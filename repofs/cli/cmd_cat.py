@@ -59,7 +59,8 @@ async def _object(repo: Repository, type: str, ident: str) -> bytes:
         raw = await repo.backend.load(Handle(FileType.KEY, key_id.hex()))
         return go_indent(json.loads(raw)) + b"\n"
     if type == "index":
-        return await repo.load_unpacked(FileType.INDEX, await repo.find_id(FileType.INDEX, ident))
+        index_id = await repo.find_id(FileType.INDEX, ident)
+        return await repo.load_unpacked(FileType.INDEX, index_id) + b"\n"  # restic prints a newline more
     if type == "snapshot":
         snap_id = await repo.find_id(FileType.SNAPSHOT, ident)
         return go_indent(json.loads(await repo.load_unpacked(FileType.SNAPSHOT, snap_id))) + b"\n"
