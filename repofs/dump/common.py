@@ -13,6 +13,9 @@ Four stages run concurrently in one nursery, joined by bounded channels:
 4. the writer takes entries in order, waits for their chunks, and hands header and data
    bytes to ``Output``.
 
+Channels are closed with plain ``with``: an async close checkpoints, and a cancellation
+arriving there would hide the error that ended the stage.
+
 Memory is bounded by a byte budget: the planner takes a job's size from it before the
 job starts, the writer gives it back when the job's last chunk is written.
 """
@@ -268,7 +271,7 @@ class _Pipeline:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(source, nodes_send)
             nursery.start_soon(self._plan, nodes_recv, selection)
-            async with self._jobs_recv:
+            with self._jobs_recv:
                 for _ in range(workers):
                     nursery.start_soon(self._work, self._jobs_recv.clone())
             out = Output(fd, nursery)
@@ -282,7 +285,7 @@ class _Pipeline:
     async def _plan(self, nodes_recv: trio.MemoryReceiveChannel[tuple[bytes, Node]],
                     selection: Selection) -> None:
         parents: list[tuple[bytes, Node, bool]] = []  # folders above the current node
-        async with nodes_recv, self._entries_send, self._jobs_send:
+        with nodes_recv, self._entries_send, self._jobs_send:
             while True:
                 try:
                     path, node = nodes_recv.receive_nowait()
@@ -294,7 +297,7 @@ class _Pipeline:
                         break
                 except trio.EndOfChannel:
                     break
-                parent = path[:path.rfind(b"/")]
+                parent = path[:len(path) - len(node.name) - 1]
                 check_name(parent, node)
                 while parents and not path.startswith(parents[-1][0] + b"/"):
                     parents.pop()
@@ -380,7 +383,7 @@ class _Pipeline:
     # -- fetching ----------------------------------------------------------------------
 
     async def _work(self, jobs: trio.MemoryReceiveChannel[Job]) -> None:
-        async with jobs:
+        with jobs:
             async for job in jobs:
                 await self._run_job(job)
 
@@ -426,7 +429,7 @@ class _Pipeline:
         """Entries in order, each followed by its chunks."""
         fmt = self.fmt
         entry: Entry | None = None
-        async with self._entries_recv:
+        with self._entries_recv:
             async for item in self._entries_recv:
                 if isinstance(item, Entry):
                     if entry is not None:
@@ -460,9 +463,10 @@ async def dump(repo: PackReader, trees: TreeLoader, tree_id: bytes, selection: S
     """Write the selected nodes below ``tree_id`` to ``fd`` as ``fmt``."""
 
     async def source(send: trio.MemorySendChannel[tuple[bytes, Node]]) -> None:
-        async with send, walk(trees, tree_id, descend=selection.descend) as found:
-            async for item in found:
-                await send.send(item)
+        with send:
+            async with walk(trees, tree_id, descend=selection.descend) as found:
+                async for item in found:
+                    await send.send(item)
 
     return await _Pipeline(repo, fmt, ahead, warn).run(source, selection, fd)
 
@@ -472,7 +476,7 @@ async def dump_file(repo: PackReader, path: bytes, node: Node, fd: int, *,
     """Write the content of one file node to ``fd``, nothing else."""
 
     async def source(send: trio.MemorySendChannel[tuple[bytes, Node]]) -> None:
-        async with send:
+        with send:
             await send.send((path, node))
 
     return await _Pipeline(repo, RawFormat(), ahead, _ignore).run(source, Selection([path]), fd)

@@ -7,14 +7,31 @@ from collections.abc import Iterable
 
 import trio
 
+from ..errors import RepofsError
+
 Buffer = bytes | bytearray | memoryview
 
 FLUSH_AT = 1 << 20
 IOV_MAX = 1024
 
 
+class OutputError(RepofsError):
+    """The output cannot be written (full disk, I/O error); a closed pipe stays a
+    BrokenPipeError, since that is the reader's choice, not a failure."""
+
+
 def write_all(fd: int, buffers: list[Buffer]) -> None:
     """Write every buffer, in order, whatever the partial writes (blocking)."""
+    try:
+        _write_all(fd, buffers)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise OutputError(f"cannot write the output: {reason.lower()}") from None
+
+
+def _write_all(fd: int, buffers: list[Buffer]) -> None:
     views = [memoryview(b) for b in buffers if len(b)]
     i = 0
     while i < len(views):
@@ -66,6 +83,6 @@ class Output:
         await self._send.aclose()
 
     async def _drain(self, recv: trio.MemoryReceiveChannel[list[Buffer]]) -> None:
-        async with recv:
+        with recv:  # a sync close: an async one could trade our error for Cancelled
             async for batch in recv:
                 await trio.to_thread.run_sync(write_all, self.fd, batch, limiter=self._limiter)
