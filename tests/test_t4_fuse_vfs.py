@@ -322,3 +322,22 @@ async def test_filters_and_owner_root(restic_repo: RepoFixture) -> None:
         assert [n for n, _ in ids] == [restic_repo.snapshot_ids[0][:8].encode()]
         hello = await resolve(vfs, "snapshots/latest/docs/hello.txt")
         assert (hello.uid, hello.gid) == (0, 0)
+
+
+def test_evicted_blobs_are_freed() -> None:
+    """The cache must not keep what it evicts (lru-dict's popitem leaked every item)."""
+    alive = 0
+
+    class Blob(bytes):
+        def __init__(self, _: object) -> None:
+            nonlocal alive
+            alive += 1
+
+        def __del__(self) -> None:
+            nonlocal alive
+            alive -= 1
+
+    cache = BlobCache(10 * 2000)
+    for i in range(200):
+        cache.put(("data", i), Blob(b"x" * 1000))
+    assert 0 < len(cache) <= 20 and alive == len(cache)

@@ -59,7 +59,9 @@ class BlobCache:
         self._lru[key] = value
         self.used += cost
         while self.used > self.max_bytes:
-            k, v = self._lru.popitem(least_recent=True)
+            # Not popitem(): lru-dict 1.4.1 leaks a reference to every item it pops.
+            k, v = self._lru.peek_last_item()
+            del self._lru[k]
             self.used -= self.cost(k, v)
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[bytes]]) -> bytes:
