@@ -15,6 +15,7 @@ Extra fields: extended timestamp (``UT``, mtime in UTC) and Info-ZIP's unix uid/
 from __future__ import annotations
 
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Sequence
@@ -26,9 +27,10 @@ from ..model.tree import Node, posix_mode
 from .common import Buffer, Entry, link_target
 
 LEVEL = 1
-SAMPLE = 64 << 10
-INCOMPRESSIBLE = 0.92  # a sample that shrinks less than this is stored
+PROBE = 2 << 10
+INCOMPRESSIBLE = 0.92  # a probe that shrinks less than this marks its segment as stored
 STORED_BLOCK = 0xFFFF
+SEGMENT = STORED_BLOCK  # one stored block per incompressible segment
 FINAL_BLOCK = b"\x03\x00"  # an empty, final fixed-Huffman deflate block
 
 U16 = 0xFFFF
@@ -111,21 +113,62 @@ def stored_blocks(data: bytes | memoryview) -> list[Buffer]:
     return out
 
 
+class _Compressors(threading.local):
+    """zlib streams kept per thread: making one costs about 100 µs (it clears some
+    hundred KiB), more than compressing a small blob. A full flush ends each use, which
+    also forgets the history, so every use starts as a fresh stream would."""
+
+    def __init__(self) -> None:
+        self.streams: dict[tuple[str, int], zlib._Compress] = {}
+
+    def get(self, use: str, level: int) -> zlib._Compress:
+        comp = self.streams.get((use, level))
+        if comp is None:
+            comp = self.streams[use, level] = zlib.compressobj(level, zlib.DEFLATED, -15)
+        return comp
+
+
+_compressors = _Compressors()
+
+
+def _incompressible(segment: memoryview) -> bool:
+    """Whether a probe from the segment's start fails to shrink (zlib on random data is
+    slow, about 60 MB/s, so it must not see such data at all)."""
+    probe = segment[:PROBE]
+    if len(probe) < PROBE:
+        return False
+    comp = _compressors.get("probe", 1)
+    size = len(comp.compress(probe)) + len(comp.flush(zlib.Z_FULL_FLUSH))
+    return size > INCOMPRESSIBLE * PROBE
+
+
 def deflate_piece(plain: bytes, level: int = LEVEL) -> Piece:
-    """Encode one blob; runs in a worker thread (zlib releases the GIL)."""
+    """Encode one blob; runs in a worker thread (zlib releases the GIL).
+
+    The blob is looked at in segments: compressible ones go through a compressor,
+    incompressible ones become stored blocks. The compressor is fully flushed before a
+    stored block and at the end, so nothing refers back past a stored block (whose
+    bytes it never saw) or into another blob, and the piece ends on a byte boundary.
+    """
     crc = zlib.crc32(plain)
-    if len(plain) > SAMPLE:
-        probe = zlib.compressobj(1, zlib.DEFLATED, -15)
-        sample = probe.compress(memoryview(plain)[:SAMPLE]) + probe.flush(zlib.Z_SYNC_FLUSH)
-        if len(sample) > INCOMPRESSIBLE * SAMPLE:
-            parts = stored_blocks(plain)
-            return Piece(crc, len(plain), tuple(parts), len(plain) + 5 * (len(parts) // 2))
-    comp = zlib.compressobj(level, zlib.DEFLATED, -15)
-    out = comp.compress(plain) + comp.flush(zlib.Z_SYNC_FLUSH)
-    if len(out) > len(plain) + 5 * (len(plain) // STORED_BLOCK + 1):
-        parts = stored_blocks(plain)
-        return Piece(crc, len(plain), tuple(parts), len(plain) + 5 * (len(parts) // 2))
-    return Piece(crc, len(plain), (out,), len(out))
+    view = memoryview(plain)
+    parts: list[Buffer] = []
+    comp = _compressors.get("data", level)
+    pending = False
+    for start in range(0, len(view), SEGMENT):
+        segment = view[start:start + SEGMENT]
+        if _incompressible(segment):
+            if pending:
+                parts.append(comp.flush(zlib.Z_FULL_FLUSH))
+                pending = False
+            parts.extend(stored_blocks(segment))
+            continue
+        parts.append(comp.compress(segment))
+        pending = True
+    if pending:
+        parts.append(comp.flush(zlib.Z_FULL_FLUSH))
+    parts = [p for p in parts if len(p)]
+    return Piece(crc, len(plain), tuple(parts), sum(len(p) for p in parts))
 
 
 # -- headers -------------------------------------------------------------------------------
