@@ -9,6 +9,7 @@ with trailing zeros of the fraction dropped (and the dot with them).
 
 from __future__ import annotations
 
+import functools
 import re
 import time as _time
 from dataclasses import dataclass
@@ -92,6 +93,9 @@ GO_ZERO = Timestamp(_days_from_civil(1, 1, 1) * _DAY * NS, 0)
 """Go's zero ``time.Time``, written as ``0001-01-01T00:00:00Z``."""
 
 
+# Trees repeat times: restic 0.14 stores every node's mtime as its atime too, and files
+# written together share a ctime. Timestamps are immutable, so parses can be shared.
+@functools.lru_cache(maxsize=4096)
 def parse(text: str) -> Timestamp:
     """A Go RFC 3339 time (0-9 fraction digits, ``Z`` or ``±hh:mm``).
 
