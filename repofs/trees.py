@@ -39,3 +39,12 @@ class TreeLoader:
                 raise NotFound(f"{'/'.join(parts[:i + 1])}: no such file or directory in the snapshot")
             current = node.subtree  # type: ignore[assignment]
         return node
+
+    async def subtree(self, tree_id: bytes, path: str) -> bytes:
+        """The tree id of the folder at ``path`` below ``tree_id`` (itself for an empty path)."""
+        node = await self.resolve(tree_id, path)
+        if node is None:
+            return tree_id
+        if node.subtree is None:
+            raise NotFound(f"{path}: not a directory in the snapshot")
+        return node.subtree

@@ -76,13 +76,7 @@ async def _object(repo: Repository, type: str, ident: str) -> bytes:
     snap_spec, sub = split_spec(ident)
     snap = find_snapshot(await repo.load_snapshots(), snap_spec)
     trees = TreeLoader(repo)
-    tree_id = snap.tree
-    if sub:
-        node = await trees.resolve(tree_id, sub)
-        if node is not None:
-            if node.subtree is None:
-                raise NotFound(f"{sub}: not a directory in snapshot {snap_spec}")
-            tree_id = node.subtree
+    tree_id = await trees.subtree(snap.tree, sub)
     return go_indent(json.loads(await trees.raw(tree_id))) + b"\n"
 
 

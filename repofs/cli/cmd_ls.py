@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from ..errors import NotFound
 from ..model import gojson
 from ..model.snapshot import to_json_dict
 from ..model.tree import Node
@@ -70,13 +69,7 @@ async def _ls(opts: GlobalOptions, spec: str, dirs: list[bytes], long_: bool, re
         snap = find_snapshot(await repo.load_snapshots(), ident, *filters)
         await repo.load_index()
         trees = TreeLoader(repo)
-        tree_id = snap.tree
-        if sub:
-            node = await trees.resolve(tree_id, sub)
-            if node is not None:
-                if node.subtree is None:
-                    raise NotFound(f"{sub}: not a directory in the snapshot")
-                tree_id = node.subtree
+        tree_id = await trees.subtree(snap.tree, sub)
         sel = _Selection(dirs, recursive)
         if opts.json:
             doc = to_json_dict(snap)
