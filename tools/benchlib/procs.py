@@ -1,0 +1,276 @@
+"""Child processes and FUSE mounts: wall time, peak RSS, and cleanup on every way out.
+
+Each command runs in a session of its own (terminal Ctrl-C reaches only the benchmark, which
+then ends what it started). Peak RSS comes from a small launcher between us and the command:
+GNU time (``/usr/bin/time -f %M``) where installed, else a bare Python that forks, execs
+and reports ``wait4``'s ``ru_maxrss``. Reaping the command from this process would not do:
+Linux keeps the peak across ``exec``, so a child forked from a big parent inherits its size
+as a floor. Through GNU time the floor is about 1-2 MiB; through the Python launcher, its own
+size (about 9 MiB). Standard output goes into a pipe this process drains and counts, never
+to ``/dev/null`` (GNU tar does not read file contents when it writes there).
+``Processes.cleanup`` unmounts every mount still listed and ends every child still alive:
+the caller runs it in ``finally``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+GNU_TIME = "/usr/bin/time"
+LAUNCHER = """\
+import os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def rss_method() -> str:
+    """Which launcher measures peak RSS here."""
+    if os.access(GNU_TIME, os.X_OK):
+        done = subprocess.run([GNU_TIME, "--version"], capture_output=True, text=True, check=False)
+        if "GNU" in done.stdout + done.stderr:
+            return "GNU time -f %M"
+    return "python launcher (wait4 ru_maxrss; floor about 9 MiB)"
+
+
+def launcher(rss_file: Path) -> list[str]:
+    """The command prefix that writes the child's peak RSS in KiB to ``rss_file``."""
+    if rss_method().startswith("GNU"):
+        return [GNU_TIME, "-q", "-f", "%M", "-o", str(rss_file)]
+    return [sys.executable, "-I", "-S", "-c", LAUNCHER, str(rss_file)]
+
+
+def read_rss(rss_file: Path) -> int:
+    """Peak RSS in bytes from the launcher's file; 0 if it never wrote one."""
+    try:
+        lines = rss_file.read_text().split()
+        return int(lines[-1]) * 1024 if lines else 0
+    except (OSError, ValueError):
+        return 0
+
+
+class CommandFailed(Exception):
+    """A command exited with an error, timed out, or a mount never answered."""
+
+
+@dataclass
+class Run:
+    """One finished command."""
+
+    seconds: float
+    rss_bytes: int
+    out_bytes: int
+    out_lines: int
+    returncode: int
+    stderr: str
+    timed_out: bool = False
+
+    def error(self) -> str | None:
+        """None if the command succeeded, else a one-line reason."""
+        if self.timed_out:
+            return "timed out"
+        if self.returncode != 0:
+            lines = [line for line in self.stderr.strip().splitlines() if line.strip()]
+            return f"exit {self.returncode}: {lines[-1].strip() if lines else 'no message'}"
+        return None
+
+
+class Processes:
+    """Every child and mount this benchmark started and has not ended yet."""
+
+    def __init__(self) -> None:
+        self.children: dict[int, subprocess.Popen[bytes]] = {}
+        self.mounts: list[Path] = []
+
+    def spawn(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path | None,
+              stdout: int | object, stderr: object) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(list(cmd), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=stdout, stderr=stderr, start_new_session=True)
+        self.children[proc.pid] = proc
+        return proc
+
+    def reap(self, proc: subprocess.Popen[bytes], block: bool = True) -> int | None:
+        """The exit code once ``proc`` ended; None if it still runs (block=False)."""
+        if proc.returncode is not None:
+            return proc.returncode
+        pid, status = os.waitpid(proc.pid, 0 if block else os.WNOHANG)
+        if pid == 0:
+            return None
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        self.children.pop(proc.pid, None)
+        return proc.returncode
+
+    def end(self, proc: subprocess.Popen[bytes], grace: float = 3.0) -> int:
+        """Stop ``proc``: SIGTERM to its session, SIGKILL after ``grace`` seconds."""
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                done = self.reap(proc, block=False)
+                if done is not None:
+                    return done
+                time.sleep(0.02)
+        code = self.reap(proc)
+        return -9 if code is None else code
+
+    def run(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path | None = None,
+            timeout: float = 3600.0) -> Run:
+        """Run ``cmd`` to its end, draining and counting its output; time it from the spawn."""
+        with tempfile.TemporaryFile() as err, tempfile.TemporaryDirectory() as scratch:
+            rss_file = Path(scratch, "rss")
+            start = time.perf_counter()
+            proc = self.spawn(launcher(rss_file) + list(cmd), env, cwd, subprocess.PIPE, err)
+            timed_out = threading.Event()
+
+            def kill() -> None:
+                timed_out.set()
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+            timer = threading.Timer(timeout, kill)
+            timer.daemon = True
+            timer.start()
+            out_bytes = out_lines = 0
+            try:
+                assert proc.stdout is not None
+                read = proc.stdout.read1
+                while chunk := read(1 << 20):
+                    out_bytes += len(chunk)
+                    out_lines += chunk.count(b"\n")
+                proc.stdout.close()
+                code = self.reap(proc)
+            finally:
+                timer.cancel()
+                if proc.returncode is None:
+                    self.end(proc)
+            seconds = time.perf_counter() - start
+            err.seek(0)
+            stderr = err.read()[-20_000:].decode(errors="replace")
+            rss = read_rss(rss_file)
+        assert code is not None
+        return Run(seconds, rss, out_bytes, out_lines, code, stderr, timed_out.is_set())
+
+    def unmount(self, mountpoint: Path, lazy: bool = False) -> bool:
+        """``fusermount3 -u`` (``-uz`` if lazy); True if nothing is mounted there after."""
+        if os.path.ismount(mountpoint):
+            subprocess.run(["fusermount3", "-uz" if lazy else "-u", str(mountpoint)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        mounted = os.path.ismount(mountpoint)
+        if not mounted and mountpoint in self.mounts:
+            self.mounts.remove(mountpoint)
+        return not mounted
+
+    def cleanup(self) -> list[str]:
+        """Unmount and end everything still listed; what had to be cleaned up, for the log."""
+        notes = []
+        for mountpoint in list(self.mounts):
+            if not self.unmount(mountpoint):
+                self.unmount(mountpoint, lazy=True)
+            notes.append(f"unmounted {mountpoint}")
+            if mountpoint in self.mounts:
+                self.mounts.remove(mountpoint)
+        for proc in list(self.children.values()):
+            self.end(proc)
+            notes.append(f"ended process {proc.pid} ({Path(proc.args[0]).name})")
+        return notes
+
+
+class Mount:
+    """One FUSE mount process, from spawn to unmount."""
+
+    def __init__(self, procs: Processes, cmd: Sequence[str], env: Mapping[str, str],
+                 mountpoint: Path, log: Path) -> None:
+        self.procs = procs
+        self.cmd = list(cmd)
+        self.env = env
+        self.mountpoint = mountpoint
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+        self.rss_file = log.with_suffix(".rss")
+
+    def start(self) -> None:
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.started = time.perf_counter()
+            self.procs.mounts.append(self.mountpoint)
+            self.proc = self.procs.spawn(launcher(self.rss_file) + self.cmd, self.env, None, log,
+                                         subprocess.STDOUT)
+
+    def wait_listing(self, timeout: float = 120.0) -> float:
+        """Seconds from the spawn until ``snapshots/`` lists something; polls every 5 ms."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        snapshots = self.mountpoint / "snapshots"
+        while time.monotonic() < deadline:
+            if self.procs.reap(self.proc, block=False) is not None:
+                raise CommandFailed(f"mount exited with {self.proc.returncode}: {self.tail()}")
+            if os.path.ismount(self.mountpoint):
+                names = listdir_within(snapshots, deadline - time.monotonic())
+                if names:
+                    return time.perf_counter() - self.started
+            time.sleep(0.005)
+        raise CommandFailed(f"mount did not list snapshots/ within {timeout:.0f} s: {self.tail()}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """Unmount, wait for the process to end; its peak RSS in bytes."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while not self.procs.unmount(self.mountpoint) and time.monotonic() < deadline:
+            time.sleep(0.1)  # busy for a moment after a reader closed its files
+        while time.monotonic() < deadline:
+            if self.procs.reap(self.proc, block=False) is not None:
+                return read_rss(self.rss_file)
+            time.sleep(0.01)
+        self.procs.unmount(self.mountpoint, lazy=True)
+        self.procs.end(self.proc)
+        raise CommandFailed(f"mount process did not end after the unmount: {self.tail()}")
+
+    def tail(self) -> str:
+        try:
+            lines = [line for line in self.log.read_text(errors="replace").splitlines() if line.strip()]
+        except OSError:
+            return "no log"
+        return lines[-1] if lines else "no output"
+
+
+def listdir_within(path: Path, timeout: float) -> list[str]:
+    """``os.listdir`` in a thread that may hang on a stuck mount; [] on error or timeout."""
+    result: list[str] = []
+
+    def target() -> None:
+        try:
+            result.extend(os.listdir(path))
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(max(0.0, timeout))
+    return result if not thread.is_alive() else []
