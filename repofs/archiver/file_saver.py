@@ -1,0 +1,268 @@
+"""Reading files into data blobs, ``--read-concurrency`` files at a time.
+
+Each reader task takes one file at a time. In a worker thread it opens the file (with
+``O_NOATIME`` where allowed, ``O_NOFOLLOW``), records its node from ``fstat``, then reads a
+block at a time and cuts it with the content-defined chunker; every chunk is hashed there,
+claimed with the blob saver, and, when small, sealed right away. Large new chunks are sealed
+by separate tasks on the CPU limiter while the reader goes on, at most ``2 * cpu + 2`` in
+flight, which bounds memory whatever the file sizes. A file's node is complete when all its
+new blobs are in packs.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field, replace
+
+import trio
+
+from ..chunker import Chunker
+from ..model.ids import hash_id
+from ..model.tree import Node
+from ..repo.index import BlobType
+from ..repo.packer import SealedBlob
+from ..repo.saver import BlobSaver
+from .future import FutureNode
+from .listing import ItemError
+from .nodes import node_from_stat
+from .report import ItemStats, Reporter
+
+READ_SIZE = 4 << 20
+SEAL_IN_READER = 64 << 10
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+@dataclass(slots=True)
+class Chunk:
+    id: bytes
+    data: bytes
+    new: bool
+    sealed: SealedBlob | None = None
+
+
+class FileReader:
+    """Thread-side work on one open file; one per reader task, reused from file to file."""
+
+    def __init__(self, polynomial: int, saver: BlobSaver, with_atime: bool) -> None:
+        self.chunker = Chunker(polynomial)
+        self.saver = saver
+        self.with_atime = with_atime
+        self.fd = -1
+
+    def open(self, name: bytes, path: bytes) -> Node:
+        """Open ``path`` and return its node (no content yet). Raises ItemError."""
+        try:
+            try:
+                fd = os.open(path, _OPEN_FLAGS | _NOATIME)
+            except PermissionError:
+                if not _NOATIME:
+                    raise
+                fd = os.open(path, _OPEN_FLAGS)  # O_NOATIME needs ownership
+        except OSError as exc:
+            raise ItemError.from_os("open", path, exc) from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ItemError(f"file {os.fsdecode(path)} changed type, refusing to archive")
+            node = node_from_stat(name, path, st, self.with_atime)
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        except OSError as exc:
+            os.close(fd)
+            raise ItemError.from_os("stat", path, exc) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        self.chunker.reset()
+        return node
+
+    def attach(self, fd: int) -> None:
+        """Read an already open file (standard input) instead of opening one."""
+        self.fd = fd
+        self.chunker.reset()
+
+    def read(self, path: bytes) -> tuple[list[Chunk], bool]:
+        """The chunks completed by the next block, and whether the file ended."""
+        saver = self.saver
+        out: list[Chunk] = []
+        got = 0
+        eof = False
+        while got < READ_SIZE:
+            try:
+                data = os.read(self.fd, READ_SIZE)
+            except OSError as exc:
+                raise ItemError.from_os("read", path, exc) from None
+            if not data:
+                last = self.chunker.finish()
+                pieces = [last] if last else []
+                eof = True
+            else:
+                got += len(data)
+                pieces = self.chunker.feed(data)
+            for piece in pieces:
+                blob_id = hash_id(piece)
+                new = saver.reserve(BlobType.DATA, blob_id)
+                sealed = None
+                if new and len(piece) <= SEAL_IN_READER:
+                    sealed = saver.seal(BlobType.DATA, piece, blob_id)
+                out.append(Chunk(blob_id, piece, new, sealed))
+            if eof:
+                break
+        return out, eof
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.chunker.reset()
+
+
+@dataclass(slots=True)
+class _Job:
+    item: str
+    name: bytes
+    path: bytes
+    previous: Node | None
+    future: FutureNode
+    fd: int = -1  # an open stream to read instead of ``path``
+    meta: Node | None = None  # the stream's node
+
+
+@dataclass(slots=True)
+class _FileState:
+    job: _Job
+    node: Node
+    start: float
+    content: list[bytes] = field(default_factory=list)
+    size: int = 0
+    stats: ItemStats = field(default_factory=ItemStats)
+    pending: int = 0
+    read_done: bool = False
+
+
+class FileSaver:
+    """Saves files handed in with ``save``; call ``close`` when no more will come."""
+
+    def __init__(self, saver: BlobSaver, polynomial: int, reporter: Reporter, nursery: trio.Nursery,
+                 cpu: trio.CapacityLimiter, read_concurrency: int = 2, with_atime: bool = False) -> None:
+        self.saver = saver
+        self.reporter = reporter
+        self._nursery = nursery
+        self._cpu = cpu
+        self._read = trio.CapacityLimiter(read_concurrency)
+        self._slot_count = 2 * int(cpu.total_tokens) + 2
+        self._slots = trio.Semaphore(self._slot_count)
+        self._send, recv = trio.open_memory_channel[_Job](0)
+        self._workers = read_concurrency
+        self._workers_done = trio.Event()
+        for _ in range(read_concurrency):
+            reader = FileReader(polynomial, saver, with_atime)
+            nursery.start_soon(self._worker, reader, recv.clone())
+        recv.close()
+
+    async def save(self, item: str, name: bytes, path: bytes, previous: Node | None) -> FutureNode:
+        """Queue a file (waits while every reader is busy); its node comes later."""
+        fut = FutureNode()
+        await self._send.send(_Job(item, name, path, previous, fut))
+        return fut
+
+    async def save_stream(self, item: str, fd: int, meta: Node) -> FutureNode:
+        """Queue an open stream (standard input) whose node is ``meta``."""
+        fut = FutureNode()
+        await self._send.send(_Job(item, meta.name, b"-", None, fut, fd, meta))
+        return fut
+
+    async def close(self) -> None:
+        """No more files: wait for the readers and for every blob still being sealed."""
+        await self._send.aclose()
+        await self._workers_done.wait()
+        for _ in range(self._slot_count):
+            await self._slots.acquire()
+        for _ in range(self._slot_count):
+            self._slots.release()
+
+    async def _worker(self, reader: FileReader, jobs: trio.MemoryReceiveChannel[_Job]) -> None:
+        try:
+            async with jobs:
+                async for job in jobs:
+                    await self._save_file(reader, job)
+        finally:
+            self._workers -= 1
+            if not self._workers:
+                self._workers_done.set()
+
+    async def _save_file(self, reader: FileReader, job: _Job) -> None:
+        self.reporter.start_file(job.item)
+        start = trio.current_time()
+        if job.meta is not None:
+            reader.attach(job.fd)
+            node = job.meta
+        else:
+            try:
+                node = await trio.to_thread.run_sync(reader.open, job.name, job.path, limiter=self._read)
+            except ItemError as exc:
+                self._fail(job, exc)
+                return
+        state = _FileState(job, node, start)
+        try:
+            eof = False
+            while not eof:
+                chunks, eof = await trio.to_thread.run_sync(reader.read, job.path, limiter=self._read)
+                for chunk in chunks:
+                    await self._take(state, chunk)
+        except ItemError as exc:
+            self._fail(job, exc)
+            return
+        finally:
+            reader.close()
+        state.read_done = True
+        if not state.pending:
+            self._complete(state)
+
+    async def _take(self, state: _FileState, chunk: Chunk) -> None:
+        state.content.append(chunk.id)
+        state.size += len(chunk.data)
+        self.reporter.complete_blob(len(chunk.data))
+        if not chunk.new:
+            return
+        if chunk.sealed is not None:
+            await self.saver.add(chunk.sealed)
+            self._count(state, chunk.sealed)
+            return
+        await self._slots.acquire()
+        state.pending += 1
+        self._nursery.start_soon(self._seal, state, chunk)
+
+    async def _seal(self, state: _FileState, chunk: Chunk) -> None:
+        try:
+            sealed = await trio.to_thread.run_sync(self.saver.seal, BlobType.DATA, chunk.data, chunk.id,
+                                                   limiter=self._cpu)
+            chunk.data = b""
+            await self.saver.add(sealed)
+            self._count(state, sealed)
+        finally:
+            self._slots.release()
+        state.pending -= 1
+        if state.read_done and not state.pending:
+            self._complete(state)
+
+    @staticmethod
+    def _count(state: _FileState, sealed: SealedBlob) -> None:
+        state.stats.data_blobs += 1
+        state.stats.data_size += sealed.plain_length
+        state.stats.data_size_in_repo += sealed.size_in_repo
+
+    def _complete(self, state: _FileState) -> None:
+        job = state.job
+        node = replace(state.node, content=tuple(state.content), size=state.size)
+        self.reporter.complete_item(job.item, job.previous, node, state.stats,
+                                    trio.current_time() - state.start)
+        job.future.set(node)
+
+    def _fail(self, job: _Job, exc: ItemError) -> None:
+        self.reporter.error(os.fsdecode(job.path), exc)
+        self.reporter.complete_item(job.item, job.previous, None, ItemStats(), 0.0)
+        job.future.set(None)
