@@ -58,7 +58,7 @@ class Profile:
 
 
 PROFILES = {
-    "smoke": Profile("smoke", (8 * MIB, 8 * MIB, 4 * MIB), 1_200, 60, 10, (100_000,), 16),
+    "smoke": Profile("smoke", (8 * MIB, 8 * MIB, 4 * MIB), 1_200, 60, 5, (100_000,), 16),
     "small": Profile("small", (64 * MIB,) * 3, 20_000, 1_000, 50, (100_000, 1_000_000), 64),
     "large": Profile("large", (64 * MIB,) * 3 + (128 * MIB,) * 7, 100_000, 5_000, 50,
                      (100_000, 1_000_000), 64),
@@ -78,7 +78,7 @@ class Manifest:
     dirs: int = 0
     symlinks: int = 0
     hardlinks: int = 0  # extra names
-    empty_files: int = 0
+    empty_files: int = 0  # names of empty regular files
     unicode_names: int = 0
     entries: int = 0  # every path below data/ (what `find` prints, less the root)
     big: list[str] = dataclasses.field(default_factory=list)  # relative paths
@@ -222,6 +222,7 @@ def generate(data: Path, profile: Profile, seed: int) -> Manifest:
             m.files += 1
             m.hardlinks += 1
             m.bytes += size
+            m.empty_files += not size
 
     mkdir(data / "links")
     symlink("../tree/d000", data / "links" / "to-folder")

@@ -14,6 +14,7 @@ the caller runs it in ``finally``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -22,7 +23,7 @@ import tempfile
 import threading
 import time
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,32 @@ def read_rss(rss_file: Path) -> int:
         return 0
 
 
+class _Signals:
+    shielded = 0
+    pending: int | None = None
+
+
+def on_signal(signum: int, frame: object) -> None:
+    """Handler for SIGINT, SIGTERM, SIGHUP: KeyboardInterrupt, held back while shielded."""
+    if _Signals.shielded:
+        _Signals.pending = signum
+        return
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """No KeyboardInterrupt between a fork and its bookkeeping; it comes right after."""
+    _Signals.shielded += 1
+    try:
+        yield
+    finally:
+        _Signals.shielded -= 1
+        if not _Signals.shielded and _Signals.pending is not None:
+            signum, _Signals.pending = _Signals.pending, None
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 class CommandFailed(Exception):
     """A command exited with an error, timed out, or a mount never answered."""
 
@@ -104,24 +131,31 @@ class Processes:
 
     def spawn(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path | None,
               stdout: int | object, stderr: object) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(list(cmd), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
-                                stdout=stdout, stderr=stderr, start_new_session=True)
-        self.children[proc.pid] = proc
+        with shielded():
+            proc = subprocess.Popen(list(cmd), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                                    stdout=stdout, stderr=stderr, start_new_session=True)
+            self.children[proc.pid] = proc
         return proc
 
     def reap(self, proc: subprocess.Popen[bytes], block: bool = True) -> int | None:
         """The exit code once ``proc`` ended; None if it still runs (block=False)."""
         if proc.returncode is not None:
             return proc.returncode
-        pid, status = os.waitpid(proc.pid, 0 if block else os.WNOHANG)
-        if pid == 0:
-            return None
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        self.children.pop(proc.pid, None)
+        with shielded():
+            try:
+                pid, status = os.waitpid(proc.pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere
+                pid, status = proc.pid, -1
+            if pid == 0:
+                return None
+            proc.returncode = os.waitstatus_to_exitcode(status) if status >= 0 else -1
+            self.children.pop(proc.pid, None)
         return proc.returncode
 
     def end(self, proc: subprocess.Popen[bytes], grace: float = 3.0) -> int:
         """Stop ``proc``: SIGTERM to its session, SIGKILL after ``grace`` seconds."""
+        if proc.returncode is not None:
+            return proc.returncode
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
             try:
                 os.killpg(proc.pid, sig)
