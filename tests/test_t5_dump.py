@@ -417,3 +417,36 @@ def test_hostile_names_are_refused(tmp_path: Path, name: bytes, archive: str) ->
             except tarfile.ReadError:
                 names = []
         assert all(".." not in n.split("/") and not n.startswith("/") for n in names)
+
+
+# -- the pipeline in-process ---------------------------------------------------------------------
+
+
+async def _dump_bytes(repo_path: Path, tmp_path: Path, fmt_name: str, ahead: int) -> bytes:
+    from repofs.dump.common import Selection, dump as dump_tree
+    from repofs.dump.tar import TarFormat
+    from repofs.dump.zip import ZipFormat
+    from repofs.trees import TreeLoader
+
+    backend = LocalBackend(str(repo_path))
+    repo = await Repository.open(backend, PASSWORD.encode())
+    snap = max(await repo.load_snapshots(), key=lambda s: s.time.ns)
+    await repo.load_index()
+    out = tmp_path / f"{fmt_name}-{ahead}"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        fmt = TarFormat() if fmt_name == "tar" else ZipFormat()
+        stats = await dump_tree(repo, TreeLoader(repo), snap.tree, Selection(), fmt, fd, ahead=ahead)
+    finally:
+        os.close(fd)
+        await backend.close()
+    assert stats.budget_peak <= max(ahead, 9 << 20)
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("fmt_name", ["tar", "zip"])
+async def test_output_does_not_depend_on_the_budget(restic_repo: RepoFixture, tmp_path: Path, fmt_name: str) -> None:
+    """A budget smaller than any job runs one job at a time; the bytes stay the same."""
+    outputs = {ahead: await _dump_bytes(restic_repo.path, tmp_path, fmt_name, ahead)
+               for ahead in (1, 100_000, 64 << 20)}
+    assert outputs[1] == outputs[100_000] == outputs[64 << 20]

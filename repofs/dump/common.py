@@ -2,8 +2,8 @@
 
 Four stages run concurrently in one nursery, joined by bounded channels:
 
-1. the walker streams ``(path, node)`` in restic's order (``walk.walk``, which loads
-   trees ahead of it);
+1. the walker streams ``(path, node)`` in restic's order, in batches, loading trees
+   ahead of it;
 2. the planner picks nodes (``Selection``), refuses hostile names, turns each picked
    node into an ``Entry`` and each data blob into a ``Chunk`` of a ``Job``: neighbouring
    blobs of one pack (across files) share a job, which is one ranged backend read;
@@ -11,7 +11,7 @@ Four stages run concurrently in one nursery, joined by bounded channels:
    let the format prepare it (zip deflates), in a thread under the repository's ``cpu``
    limiter; a blob that fails is tried again from its other copies (``load_blob``);
 4. the writer takes entries in order, waits for their chunks, and hands header and data
-   bytes to ``Output``.
+   bytes to ``Output``; it starts a job itself if it gets to one still being gathered.
 
 Channels are closed with plain ``with``: an async close checkpoints, and a cancellation
 arriving there would hide the error that ended the stage.
@@ -23,7 +23,7 @@ job starts, the writer gives it back when the job's last chunk is written.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,7 +36,6 @@ from ..model.tree import Node
 from ..patterns import PatternList
 from ..repo.index import BlobLocation, BlobType
 from ..trees import TreeLoader
-from ..walk import walk
 from .output import Buffer, Output
 
 __all__ = ["ArchiveFormat", "Buffer", "Chunk", "DumpStats", "Entry", "Job", "RawFormat",
@@ -44,9 +43,12 @@ __all__ = ["ArchiveFormat", "Buffer", "Chunk", "DumpStats", "Entry", "Job", "Raw
 
 AHEAD = 48 << 20  # bytes of blobs fetched ahead of the writer
 MAX_JOB = 8 << 20  # neighbouring blobs are read together up to this span
+MIN_JOB = 512 << 10  # a job this large starts at once, before the writer asks for it
 MAX_GAP = 64 << 10  # bytes of other blobs worth reading over to keep one read
-NODES_AHEAD = 256
-ENTRIES_AHEAD = 256
+BATCH = 256  # nodes or items handed between stages at once
+NODES_AHEAD = 4  # batches
+ITEMS_AHEAD = 4  # batches
+PREFETCH = 8  # trees loaded ahead of the walk
 
 Warn = Callable[[str], None]
 
@@ -75,13 +77,14 @@ class PackReader(Protocol):
 class Job:
     """One ranged read of a pack and the blobs in it; ``pieces`` once ``done`` is set."""
 
-    __slots__ = ("pack_id", "start", "end", "blobs", "plain", "refs", "done", "pieces")
+    __slots__ = ("pack_id", "start", "end", "blobs", "where", "plain", "refs", "done", "pieces")
 
     def __init__(self, pack_id: bytes, start: int) -> None:
         self.pack_id = pack_id
         self.start = start
         self.end = start
         self.blobs: list[tuple[bytes, BlobLocation]] = []
+        self.where: dict[bytes, int] = {}  # blob id -> index in blobs
         self.plain = 0
         self.refs = 0  # chunks not yet written
         self.done = trio.Event()
@@ -228,9 +231,12 @@ class ByteBudget:
         self.peak = 0
         self._lot = trio.lowlevel.ParkingLot()
 
+    def fits(self, n: int) -> bool:
+        return not self.used or self.used + n <= self.limit
+
     async def acquire(self, n: int) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
-        while self.used and self.used + n > self.limit:
+        while not self.fits(n):
             await self._lot.park()
         self.used += n
         self.peak = max(self.peak, self.used)
@@ -251,6 +257,59 @@ class DumpStats:
     budget_peak: int = 0
 
 
+NodeBatch = list[tuple[bytes, Node]]
+Source = Callable[[trio.MemorySendChannel[NodeBatch]], Awaitable[None]]
+
+
+async def walk_batches(trees: TreeLoader, tree_id: bytes, descend: Callable[[bytes, Node], bool],
+                       send: trio.MemorySendChannel[NodeBatch]) -> None:
+    """Send ``(path, node)`` for every node below ``tree_id`` in restic's order (sorted
+    names, each folder followed by its contents), as lists: the siblings up to the next
+    folder walked into. Trees of folders are loaded ahead, PREFETCH at a time.
+
+    The same walk as ``walk.walk``, in batches: a node handed over one at a time costs
+    more in channel traffic than all the rest the dump does for a small file.
+    """
+    limiter = trio.CapacityLimiter(PREFETCH)
+    with send:
+        async with trio.open_nursery() as nursery:
+
+            async def warm(subtree: bytes) -> None:
+                async with limiter:
+                    try:
+                        await trees.raw(subtree)
+                    except Exception:  # noqa: BLE001  the walk meets the error itself later
+                        pass
+
+            async def open_tree(tid: bytes) -> Iterator[Node]:
+                found = await trees.load(tid)
+                for n in found:
+                    if n.subtree is not None:
+                        nursery.start_soon(warm, n.subtree)
+                return iter(found)
+
+            stack: list[tuple[bytes, Iterator[Node]]] = [(b"", await open_tree(tree_id))]
+            batch: NodeBatch = []
+            while stack:
+                path, siblings = stack[-1]
+                node = next(siblings, None)
+                if node is None:
+                    stack.pop()
+                    continue
+                node_path = path + b"/" + node.name
+                batch.append((node_path, node))
+                if node.subtree is not None and descend(node_path, node):
+                    await send.send(batch)
+                    batch = []
+                    stack.append((node_path, await open_tree(node.subtree)))
+                elif len(batch) >= BATCH:
+                    await send.send(batch)
+                    batch = []
+            if batch:
+                await send.send(batch)
+            nursery.cancel_scope.cancel()
+
+
 class _Pipeline:
     def __init__(self, repo: PackReader, fmt: ArchiveFormat, ahead: int, warn: Warn) -> None:
         self.repo = repo
@@ -258,15 +317,15 @@ class _Pipeline:
         self.warn = warn
         self.budget = ByteBudget(ahead)
         self.stats = DumpStats()
-        self._pending: Job | None = None
+        self._pending: Job | None = None  # the job being gathered
+        self._items: list[Entry | Chunk] = []  # planned, not yet handed to the writer
         self._last: tuple[bytes, Chunk] | None = None  # previous blob, for repeats
         self._links: dict[tuple[int, int], tuple[bytes, tuple[bytes, ...] | None]] = {}
         self._jobs_send, self._jobs_recv = trio.open_memory_channel[Job](0)
-        self._entries_send, self._entries_recv = trio.open_memory_channel[Entry | Chunk](ENTRIES_AHEAD)
+        self._items_send, self._items_recv = trio.open_memory_channel[list[Entry | Chunk]](ITEMS_AHEAD)
 
-    async def run(self, source: Callable[[trio.MemorySendChannel[tuple[bytes, Node]]], Any],
-                  selection: Selection, fd: int) -> DumpStats:
-        nodes_send, nodes_recv = trio.open_memory_channel[tuple[bytes, Node]](NODES_AHEAD)
+    async def run(self, source: Source, selection: Selection, fd: int) -> DumpStats:
+        nodes_send, nodes_recv = trio.open_memory_channel[NodeBatch](NODES_AHEAD)
         workers = self.repo.backend.connections + int(self.repo.cpu.total_tokens) + 2
         async with trio.open_nursery() as nursery:
             nursery.start_soon(source, nodes_send)
@@ -282,35 +341,26 @@ class _Pipeline:
 
     # -- planning ----------------------------------------------------------------------
 
-    async def _plan(self, nodes_recv: trio.MemoryReceiveChannel[tuple[bytes, Node]],
-                    selection: Selection) -> None:
+    async def _plan(self, nodes_recv: trio.MemoryReceiveChannel[NodeBatch], selection: Selection) -> None:
         parents: list[tuple[bytes, Node, bool]] = []  # folders above the current node
-        with nodes_recv, self._entries_send, self._jobs_send:
-            while True:
-                try:
-                    path, node = nodes_recv.receive_nowait()
-                except trio.WouldBlock:
-                    await self._flush()
-                    try:
-                        path, node = await nodes_recv.receive()
-                    except trio.EndOfChannel:
-                        break
-                except trio.EndOfChannel:
-                    break
-                parent = path[:len(path) - len(node.name) - 1]
-                check_name(parent, node)
-                while parents and not path.startswith(parents[-1][0] + b"/"):
-                    parents.pop()
-                write, descend = selection.decide(path, node)
-                if write:
-                    for i, (ppath, pnode, done) in enumerate(parents):
-                        if not done:
-                            await self._add(ppath, pnode)
-                            parents[i] = (ppath, pnode, True)
-                    await self._add(path, node)
-                if descend and node.subtree is not None:
-                    parents.append((path, node, write))
+        with nodes_recv, self._items_send, self._jobs_send:
+            async for batch in nodes_recv:
+                for path, node in batch:
+                    check_name(path[:len(path) - len(node.name) - 1], node)
+                    while parents and not path.startswith(parents[-1][0] + b"/"):
+                        parents.pop()
+                    write, descend = selection.decide(path, node)
+                    if write:
+                        for i, (ppath, pnode, done) in enumerate(parents):
+                            if not done:
+                                await self._add(ppath, pnode)
+                                parents[i] = (ppath, pnode, True)
+                        await self._add(path, node)
+                    if descend and node.subtree is not None:
+                        parents.append((path, node, write))
+                await self._hand_over()
             await self._flush()
+            await self._hand_over()
 
     async def _add(self, path: bytes, node: Node) -> None:
         if not self.fmt.accepts(node):
@@ -318,10 +368,10 @@ class _Pipeline:
             self.warn(f"{_show(path)}: skipping a {node.type or 'node of unknown type'}; "
                       f"{self.fmt.name} cannot hold it")
             return
-        entry = Entry(path.lstrip(b"/"), node)
+        entry = Entry(path[1:], node)
         self.stats.entries += 1
         if node.type != nodes.FILE:
-            await self._send(entry)
+            await self._put(entry)
             return
         self.stats.files += 1
         linkable = self.fmt.hardlinks and node.links > 1 and node.inode
@@ -329,21 +379,21 @@ class _Pipeline:
         known = self._links.get(key) if linkable else None
         if known is not None and known[1] == node.content:
             entry.link_to = known[0]
-            await self._send(entry)
+            await self._put(entry)
             return
         if linkable:
             self._links[key] = (entry.path, node.content)
-        index = self.repo.index
+        lookup = self.repo.index.lookup
         locations = []
         for blob_id in node.content or ():
-            found = index.lookup(blob_id, BlobType.DATA)
+            found = lookup(blob_id, BlobType.DATA)
             if not found:
                 raise NotFound(f"{_show(path)}: data blob {blob_id.hex()} is not in the index")
             locations.append(found[0])
             entry.size += found[0].plain_length
-        await self._send(entry)
+        await self._put(entry)
         for blob_id, loc in zip(node.content or (), locations):
-            await self._send(await self._chunk(blob_id, loc))
+            await self._put(await self._chunk(blob_id, loc))
 
     async def _chunk(self, blob_id: bytes, loc: BlobLocation) -> Chunk:
         last = self._last
@@ -351,32 +401,55 @@ class _Pipeline:
             last[1].job.refs += 1  # the same blob again (runs of zeros): decoded once
             return last[1]
         job = self._pending
-        if job is None or not (job.pack_id == loc.pack_id and job.end <= loc.offset <= job.end + MAX_GAP
-                               and loc.offset + loc.length - job.start <= MAX_JOB):
+        end = loc.offset + loc.length
+        if job is not None and job.pack_id == loc.pack_id:
+            # Blobs of one pack need not come in pack order: take any that keep the
+            # read within MAX_JOB and close to what it covers already.
+            fits = (job.start - MAX_GAP <= loc.offset <= job.end + MAX_GAP
+                    and max(job.end, end) - min(job.start, loc.offset) <= MAX_JOB)
+        else:
+            fits = False
+        if not fits:
             await self._flush()
             job = self._pending = Job(loc.pack_id, loc.offset)
-        job.blobs.append((blob_id, loc))
-        job.end = loc.offset + loc.length
-        job.plain += loc.plain_length
+        assert job is not None
+        index = job.where.get(blob_id)
+        if index is None:
+            index = job.where[blob_id] = len(job.blobs)
+            job.blobs.append((blob_id, loc))
+            job.start = min(job.start, loc.offset)
+            job.end = max(job.end, end)
+            job.plain += loc.plain_length
+            self.stats.blobs += 1
         job.refs += 1
-        chunk = Chunk(job, len(job.blobs) - 1)
+        chunk = Chunk(job, index)
         self._last = (blob_id, chunk)
-        self.stats.blobs += 1
+        if job.end - job.start >= MIN_JOB:
+            await self._flush()
         return chunk
 
-    async def _send(self, item: Entry | Chunk) -> None:
-        try:
-            self._entries_send.send_nowait(item)
-        except trio.WouldBlock:
-            await self._flush()
-            await self._entries_send.send(item)
+    async def _put(self, item: Entry | Chunk) -> None:
+        self._items.append(item)
+        if len(self._items) >= BATCH:
+            await self._hand_over()
+
+    async def _hand_over(self) -> None:
+        """Give the planned items to the writer (which may wait on the channel)."""
+        if self._items:
+            items, self._items = self._items, []
+            await self._items_send.send(items)
 
     async def _flush(self) -> None:
-        """Start the job being gathered (before the planner might wait on anything)."""
+        """Start the job being gathered: once it is MIN_JOB long, when the next blob does
+        not fit it, at the end, or when the writer needs it (so it never waits on an idle
+        job)."""
         job, self._pending = self._pending, None
         if job is None:
             return
         self.stats.jobs += 1
+        if not self.budget.fits(job.cost):
+            # The budget comes back as the writer writes: it must have what we planned.
+            await self._hand_over()
         await self.budget.acquire(job.cost)
         await self._jobs_send.send(job)
 
@@ -429,25 +502,30 @@ class _Pipeline:
         """Entries in order, each followed by its chunks."""
         fmt = self.fmt
         entry: Entry | None = None
-        with self._entries_recv:
-            async for item in self._entries_recv:
-                if isinstance(item, Entry):
-                    if entry is not None:
-                        await out.write(fmt.end(entry))
-                    entry = item
-                    await out.write(fmt.begin(entry))
-                    continue
-                job = item.job
-                await job.done.wait()
-                assert job.pieces is not None and entry is not None
-                piece = job.pieces[item.index]
-                if isinstance(piece, RepofsError):
-                    raise type(piece)(f"/{_show(entry.path)}: {piece}")
-                await out.write(fmt.piece(piece))
-                job.refs -= 1
-                if not job.refs:
-                    job.pieces = None
-                    self.budget.release(job.cost)
+        with self._items_recv:
+            async for items in self._items_recv:
+                for item in items:
+                    if type(item) is Entry:
+                        if entry is not None:
+                            await out.write(fmt.end(entry))
+                        entry = item
+                        await out.write(fmt.begin(entry))
+                        continue
+                    assert isinstance(item, Chunk) and entry is not None
+                    job = item.job
+                    if not job.done.is_set():
+                        if job is self._pending:
+                            await self._flush()
+                        await job.done.wait()
+                    assert job.pieces is not None
+                    piece = job.pieces[item.index]
+                    if isinstance(piece, RepofsError):
+                        raise type(piece)(f"/{_show(entry.path)}: {piece}")
+                    await out.write(fmt.piece(piece))
+                    job.refs -= 1
+                    if not job.refs:
+                        job.pieces = None
+                        self.budget.release(job.cost)
         if entry is not None:
             await out.write(fmt.end(entry))
         await out.write(fmt.finish())
@@ -462,11 +540,8 @@ async def dump(repo: PackReader, trees: TreeLoader, tree_id: bytes, selection: S
                fmt: ArchiveFormat, fd: int, *, ahead: int = AHEAD, warn: Warn = _ignore) -> DumpStats:
     """Write the selected nodes below ``tree_id`` to ``fd`` as ``fmt``."""
 
-    async def source(send: trio.MemorySendChannel[tuple[bytes, Node]]) -> None:
-        with send:
-            async with walk(trees, tree_id, descend=selection.descend) as found:
-                async for item in found:
-                    await send.send(item)
+    async def source(send: trio.MemorySendChannel[NodeBatch]) -> None:
+        await walk_batches(trees, tree_id, selection.descend, send)
 
     return await _Pipeline(repo, fmt, ahead, warn).run(source, selection, fd)
 
@@ -475,8 +550,8 @@ async def dump_file(repo: PackReader, path: bytes, node: Node, fd: int, *,
                     ahead: int = AHEAD) -> DumpStats:
     """Write the content of one file node to ``fd``, nothing else."""
 
-    async def source(send: trio.MemorySendChannel[tuple[bytes, Node]]) -> None:
+    async def source(send: trio.MemorySendChannel[NodeBatch]) -> None:
         with send:
-            await send.send((path, node))
+            await send.send([(path, node)])
 
     return await _Pipeline(repo, RawFormat(), ahead, _ignore).run(source, Selection([path]), fd)
