@@ -17,7 +17,6 @@ does not cancel a load that others wait for. A flight always ends with a value o
 from __future__ import annotations
 
 import bisect
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,10 +28,10 @@ from ..errors import DamagedPack, IntegrityError, NotFound, RepofsError
 from ..repo.index import BlobLocation, BlobType, Index
 from ..repo.repository import Repository
 
-log = logging.getLogger(__name__)
-
 MAX_RUN_BYTES = 8 << 20  # one ranged read fetches at most this much (or one larger blob)
 MAX_AHEAD_BLOBS = 32     # read-ahead stops after this many blobs, whatever their size
+DECODE_BATCH_BYTES = 1 << 20  # small blobs of one ranged read are decoded together up to this
+INLINE_DECODE_BYTES = 8 << 10  # batches this small are decoded without a worker thread
 
 
 class FileMap:
@@ -79,14 +78,21 @@ class _Flight:
         self.error: BaseException | None = None
 
 
+Key = tuple[BlobType, bytes]
+
+
 @dataclass(frozen=True, slots=True)
 class _Part:
-    blob_id: bytes
+    key: Key
     location: BlobLocation
 
 
 class BlobFetcher:
-    """Data blobs by id, through ``cache``, loaded in runs of pack neighbours."""
+    """Blobs by type and id, loaded in runs of pack neighbours.
+
+    Data blobs are kept in ``cache`` under ``(BlobType.DATA, id)``. Tree blobs are only
+    handed to whoever waits for them: the file system keeps trees decoded instead.
+    """
 
     def __init__(self, repo: Repository, cache: BlobCache, nursery: trio.Nursery,
                  max_runs: int = 4) -> None:
@@ -95,14 +101,14 @@ class BlobFetcher:
         self.nursery = nursery
         self.runs = trio.CapacityLimiter(max_runs)
         self.ranged_reads = 0  # backend requests made, for statistics and tests
-        self._flights: dict[bytes, _Flight] = {}
-        self._broken: dict[bytes, RepofsError] = {}
+        self._flights: dict[Key, _Flight] = {}
+        self._broken: dict[Key, RepofsError] = {}
 
-    @staticmethod
-    def key(blob_id: bytes) -> tuple[BlobType, bytes]:
-        return (BlobType.DATA, blob_id)
+    def pending(self, blob_id: bytes, type: BlobType = BlobType.DATA) -> bool:  # noqa: A002
+        """Whether the blob is on its way."""
+        return (type, blob_id) in self._flights
 
-    def want(self, ids: Sequence[bytes]) -> None:
+    def want(self, ids: Sequence[bytes], type: BlobType = BlobType.DATA) -> None:  # noqa: A002
         """Start loading each blob of ``ids`` that is neither cached nor on its way.
 
         The blobs are grouped by pack and sorted by offset; each stretch of adjacent ones
@@ -110,15 +116,17 @@ class BlobFetcher:
         blob in ``ids``, so the blob a reader waits for comes first.
         """
         by_pack: dict[bytes, list[tuple[int, _Part]]] = {}
+        cached = self.cache.get_cached if type is BlobType.DATA else lambda key: None
+        lookup = self.repo.index.lookup
         for order, blob_id in enumerate(ids):
-            if (blob_id in self._flights or blob_id in self._broken
-                    or self.cache.get_cached(self.key(blob_id)) is not None):
+            key = (type, blob_id)
+            if key in self._flights or key in self._broken or cached(key) is not None:
                 continue
-            locations = self.repo.index.lookup(blob_id, BlobType.DATA)
+            locations = lookup(blob_id, type)
             if not locations:
                 continue  # get() reports it
-            self._flights[blob_id] = _Flight()
-            by_pack.setdefault(locations[0].pack_id, []).append((order, _Part(blob_id, locations[0])))
+            self._flights[key] = _Flight()
+            by_pack.setdefault(locations[0].pack_id, []).append((order, _Part(key, locations[0])))
         runs: list[tuple[int, list[_Part]]] = []
         for parts in by_pack.values():
             parts.sort(key=lambda p: p[1].location.offset)
@@ -140,19 +148,21 @@ class BlobFetcher:
         for _, run in sorted(runs, key=lambda r: r[0]):
             self.nursery.start_soon(self._fetch, run)
 
-    async def get(self, blob_id: bytes) -> bytes:
-        """The plaintext of a data blob; NotFound or IntegrityError when it cannot be had."""
-        value = self.cache.get_cached(self.key(blob_id))
-        if value is not None:
-            return value
-        broken = self._broken.get(blob_id)
+    async def get(self, blob_id: bytes, type: BlobType = BlobType.DATA) -> bytes:  # noqa: A002
+        """The plaintext of a blob; NotFound or IntegrityError when it cannot be had."""
+        key = (type, blob_id)
+        if type is BlobType.DATA:
+            value = self.cache.get_cached(key)
+            if value is not None:
+                return value
+        broken = self._broken.get(key)
         if broken is not None:
             raise broken
-        if blob_id not in self._flights:
-            if not self.repo.index.lookup(blob_id, BlobType.DATA):
-                raise NotFound(f"data blob {blob_id.hex()} is not in the index")
-            self.want([blob_id])
-        flight = self._flights[blob_id]
+        if key not in self._flights:
+            if not self.repo.index.lookup(blob_id, type):
+                raise NotFound(f"{type.name.lower()} blob {blob_id.hex()} is not in the index")
+            self.want([blob_id], type)
+        flight = self._flights[key]
         await flight.done.wait()
         if flight.error is not None:
             raise flight.error
@@ -160,7 +170,7 @@ class BlobFetcher:
         return flight.value
 
     async def _fetch(self, run: list[_Part]) -> None:
-        flights = [self._flights[p.blob_id] for p in run]
+        flights = [self._flights[p.key] for p in run]
         try:
             first, last = run[0].location, run[-1].location
             start, end = first.offset, last.offset + last.length
@@ -177,47 +187,73 @@ class BlobFetcher:
                 error = DamagedPack(f"pack {first.pack_id.hex()} is listed in the index but missing")
             except RepofsError as exc:
                 error = exc
+            # Small blobs are decoded together, one worker-thread call per batch.
+            batches: list[list[_Part]] = []
+            size = 0
+            for part in run:
+                if batches and size + part.location.length <= DECODE_BATCH_BYTES:
+                    batches[-1].append(part)
+                    size += part.location.length
+                else:
+                    batches.append([part])
+                    size = part.location.length
             async with trio.open_nursery() as nursery:
-                for part, flight in zip(run, flights):
-                    nursery.start_soon(self._finish, part, flight, raw, start, error)
+                for batch in batches:
+                    nursery.start_soon(self._decode, batch, raw, start, error)
         finally:
             for part, flight in zip(run, flights):
                 if not flight.done.is_set():
-                    flight.error = RepofsError(f"loading data blob {part.blob_id.hex()} was cancelled")
+                    flight.error = RepofsError(f"loading blob {part.key[1].hex()} was cancelled")
                     flight.done.set()
-                if self._flights.get(part.blob_id) is flight:
-                    del self._flights[part.blob_id]
+                if self._flights.get(part.key) is flight:
+                    del self._flights[part.key]
 
-    async def _finish(self, part: _Part, flight: _Flight, raw: bytes | None, start: int,
-                      error: RepofsError | None) -> None:
-        """Decode one blob of a run (or try its other copies) and end its flight."""
-        loc = part.location
-        try:
-            if raw is None:
-                assert error is not None
-                raise error
-            sealed = memoryview(raw)[loc.offset - start:loc.offset - start + loc.length]
-            value = await self.repo.cpu_run(self.repo.decode_blob, part.blob_id, BlobType.DATA,
-                                            loc, loc.pack_id, sealed)
-        except RepofsError as exc:
+    def _decode_all(self, batch: list[_Part], raw: bytes, start: int) -> list[bytes | RepofsError]:
+        """Plaintexts of a batch of blobs from one ranged read (runs in a worker thread)."""
+        view = memoryview(raw)
+        out: list[bytes | RepofsError] = []
+        for part in batch:
+            loc = part.location
             try:
-                value = await self._other_copies(part, exc)
-            except RepofsError as final:
-                if isinstance(final, (IntegrityError, NotFound)):
-                    self._broken[part.blob_id] = final
-                flight.error = final
-                flight.done.set()
-                return
-        flight.value = value
-        self.cache.put(self.key(part.blob_id), value)
-        flight.done.set()
+                sealed = view[loc.offset - start:loc.offset - start + loc.length]
+                out.append(self.repo.decode_blob(part.key[1], part.key[0], loc, loc.pack_id, sealed))
+            except RepofsError as exc:
+                out.append(exc)
+        return out
+
+    async def _decode(self, batch: list[_Part], raw: bytes | None, start: int,
+                      error: RepofsError | None) -> None:
+        """Decode a batch (or try other copies of what fails) and end each blob's flight."""
+        if raw is None:
+            assert error is not None
+            results: list[bytes | RepofsError] = [error] * len(batch)
+        elif sum(p.location.length for p in batch) <= INLINE_DECODE_BYTES:
+            # A few KiB decrypt and hash faster than a trip to a worker thread and back.
+            results = self._decode_all(batch, raw, start)
+        else:
+            results = await self.repo.cpu_run(self._decode_all, batch, raw, start)
+        for part, result in zip(batch, results):
+            flight = self._flights[part.key]
+            if isinstance(result, RepofsError):
+                try:
+                    result = await self._other_copies(part, result)
+                except RepofsError as final:
+                    if isinstance(final, (IntegrityError, NotFound)):
+                        self._broken[part.key] = final
+                    flight.error = final
+                    flight.done.set()
+                    continue
+            flight.value = result
+            if part.key[0] is BlobType.DATA:
+                self.cache.put(part.key, result)
+            flight.done.set()
 
     async def _other_copies(self, part: _Part, exc: RepofsError) -> bytes:
         """The blob from any other pack the index lists for it; ``exc`` if there is none."""
-        locations = self.repo.index.lookup(part.blob_id, BlobType.DATA)
-        if len(locations) < 2:
+        type_, blob_id = part.key
+        if len(self.repo.index.lookup(blob_id, type_)) < 2:
             raise exc
-        return await self.repo.load_blob(BlobType.DATA, part.blob_id)
+        return await self.repo.load_blob(type_, blob_id)
 
 
 class OpenFile:

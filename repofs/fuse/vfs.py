@@ -50,10 +50,15 @@ log = logging.getLogger(__name__)
 LONG_TIMEOUT = 3600.0   # seconds the kernel may trust what lies inside a snapshot
 SHORT_TIMEOUT = 1.0     # ... and the top-level folders, which change with the snapshot list
 PREFETCH_QUEUE = 4096   # sub-folder trees waiting to be loaded; the oldest are dropped
-PREFETCH_WORKERS = 4
+PREFETCH_WORKERS = 2
+PREFETCH_BATCH = 4
 INLINE_DECODE = 64 << 10  # trees larger than this are decoded in a worker thread
 BIG_FILE_BLOBS = 2048     # files with more blobs get their offset map built in a thread
 BLKSIZE = 1 << 20         # st_blksize: what cat and cp use as buffer size
+FOLDER_AHEAD_BYTES = 4 << 20  # content of the next files of a folder read in order
+FOLDER_AHEAD_FILES = 256
+FOLDER_AHEAD_GAP = 8          # opens at most this many entries apart count as in order
+FOLDERS_TRACKED = 4096
 
 
 class FsError(Exception):
@@ -215,6 +220,8 @@ class VFS:
         self._wanted: deque[bytes] = deque(maxlen=PREFETCH_QUEUE)
         self._wake = trio.Event()
         self._reported: set[str] = set()
+        # Per folder tree: (position of the last file opened, position read ahead to).
+        self._folder_reads: dict[bytes, tuple[int, int]] = {}
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -465,7 +472,7 @@ class VFS:
         return await self.cache.get(("listing", tree_id), lambda: self._load_listing(tree_id))
 
     async def _load_listing(self, tree_id: bytes) -> _Listing:
-        raw = await self.repo.load_blob(BlobType.TREE, tree_id)
+        raw = await self.fetcher.get(tree_id, BlobType.TREE)
         if len(raw) > INLINE_DECODE:
             return await self.repo.cpu_run(_decode_listing, raw)
         return _decode_listing(raw)
@@ -480,17 +487,29 @@ class VFS:
             self._wake.set()
 
     async def _prefetch_worker(self) -> None:
+        """Load queued trees, newest first, a batch at a time: the trees of one batch that
+        lie side by side in a pack come in one ranged read."""
         while True:
             if not self._wanted:
                 if self._wake.is_set():
                     self._wake = trio.Event()
                 await self._wake.wait()
                 continue
-            tree_id = self._wanted.pop()
-            try:
-                await self._listing(tree_id)
-            except RepofsError:
-                pass  # whoever opens that folder meets the error and reports it
+            batch: list[bytes] = []
+            while self._wanted and len(batch) < PREFETCH_BATCH:
+                tree_id = self._wanted.pop()
+                if tree_id not in batch and self.cache.get_cached(("listing", tree_id)) is None:
+                    batch.append(tree_id)
+            self.fetcher.want(batch, BlobType.TREE)
+            async with trio.open_nursery() as nursery:
+                for tree_id in batch:
+                    nursery.start_soon(self._prefetch_one, tree_id)
+
+    async def _prefetch_one(self, tree_id: bytes) -> None:
+        try:
+            await self._listing(tree_id)
+        except RepofsError:
+            pass  # whoever opens that folder meets the error and reports it
 
     # -- files -------------------------------------------------------------------------
 
@@ -507,10 +526,54 @@ class VFS:
                 value.fmap = await self.repo.cpu_run(FileMap.build, content, self.repo.index)
             else:
                 value.fmap = FileMap.build(content, self.repo.index)
+        reader = OpenFile(value.fmap, self.fetcher, self.read_ahead)
+        # A small file's blob and, for readers going through a folder, the next files'
+        # blobs: asked for together, so neighbours in a pack share one ranged read. (A
+        # larger file's blobs come with its first read, read-ahead included.)
+        own = value.fmap.ids if len(value.fmap.ids) == 1 else ()
+        self.fetcher.want([*own, *self._folder_ahead(value)])
         fh = self._next_fh
         self._next_fh += 1
-        self._files[fh] = _FileHandle(ino, OpenFile(value.fmap, self.fetcher, self.read_ahead))
+        self._files[fh] = _FileHandle(ino, reader)
         return fh
+
+    def _folder_ahead(self, value: _Item) -> list[bytes]:
+        """When the files of a folder are opened in order (tar, cp -r, rsync, a backup of
+        the mount), the blobs of the next files, up to FOLDER_AHEAD_BYTES."""
+        parent = self.inodes.get(value.parent) if value.parent in self.inodes else None
+        if isinstance(parent, _Root):
+            tree_id: bytes | None = parent.snapshot.tree
+        elif isinstance(parent, _Item):
+            tree_id = parent.node.subtree
+        else:
+            return []
+        listing = self.cache.get_cached(("listing", tree_id)) if tree_id is not None else None
+        if tree_id is None or not isinstance(listing, _Listing):
+            return []
+        pos = listing.names.get(value.node.name)
+        if pos is None:
+            return []
+        last, ahead = self._folder_reads.get(tree_id, (-1, 0))
+        if len(self._folder_reads) >= FOLDERS_TRACKED:
+            self._folder_reads.clear()
+        self._folder_reads[tree_id] = (pos, ahead)
+        in_order = last < pos <= last + FOLDER_AHEAD_GAP
+        if last < 0:  # the first file opened: in order if no file comes before it
+            in_order = all(n.type != FILE for n in listing.nodes[:pos])
+        if not in_order or ahead - pos > FOLDER_AHEAD_FILES // 2:
+            return []
+        ids: list[bytes] = []
+        total = 0
+        k = max(pos + 1, ahead)
+        nodes = listing.nodes
+        while k < len(nodes) and k - pos <= FOLDER_AHEAD_FILES and total < FOLDER_AHEAD_BYTES:
+            node = nodes[k]
+            if node.type == FILE and node.content:
+                ids.extend(node.content)
+                total += node.size
+            k += 1
+        self._folder_reads[tree_id] = (pos, k)
+        return ids
 
     async def read(self, fh: int, offset: int, size: int) -> bytes:
         h = self._files[fh]
