@@ -393,6 +393,10 @@ def test_signals_unmount_and_release_the_lock(restic_repo: RepoFixture, tmp_path
         options = [line.split()[3] for line in Path("/proc/mounts").read_text().splitlines()
                    if line.split()[1] == str(m.path)]
         assert options and {"ro", "allow_other", "default_permissions"} <= set(options[0].split(","))
+        # restic probes a lock's holder with SIGHUP: the mount must take no notice.
+        m.proc.send_signal(signal.SIGHUP)
+        assert sorted(os.listdir(m.path / "hosts")) == ["alpha", "beta"]
+        assert os.path.ismount(m.path) and m.proc.poll() is None
         # Busy: a reader holds a file open while the signal arrives. The unmount is lazy;
         # the file stays open but can no longer be served.
         busy = os.open(m.path / "snapshots" / "latest" / "docs" / "hello.txt", os.O_RDONLY)

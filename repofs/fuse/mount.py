@@ -2,7 +2,7 @@
 
 ``serve`` runs in the foreground inside the operation's nursery. The file system stops
 when it is unmounted from outside (``fusermount3 -u``, ``umount``) or when the process gets
-SIGINT, SIGTERM or SIGHUP; either way ``pyfuse3.close`` unmounts (lazily, if something is
+SIGINT or SIGTERM; either way ``pyfuse3.close`` unmounts (lazily, if something is
 still busy inside) before the repository lock is released by the caller.
 """
 
@@ -23,7 +23,8 @@ from .operations import Operations
 from .vfs import VFS, VfsConfig
 
 DEFAULT_CACHE_MIB = 64
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Not SIGHUP: restic sends it to a lock's holder to see whether it is alive.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class MountFailed(RepofsError):
