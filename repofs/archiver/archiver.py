@@ -118,7 +118,8 @@ class Archiver:
         if kind is Kind.FILE:
             if entry.warning is not None:
                 self.reporter.error(os.fsdecode(entry.path), entry.warning)
-            return await self.files.save(item, entry.name, entry.path, entry.previous)
+            assert entry.st is not None
+            return await self.files.save(item, entry.name, entry.path, entry.previous, entry.st.st_size)
         if kind is Kind.DIR:
             assert entry.st is not None
             return await self._save_dir(sn_path, entry.name, entry.path, entry.st, entry.previous)

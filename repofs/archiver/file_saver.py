@@ -1,18 +1,19 @@
 """Reading files into data blobs, ``--read-concurrency`` files at a time.
 
-Each reader task takes one file at a time. In a worker thread it opens the file (with
+Each reader task works through the queue of files. In a worker thread it opens a file (with
 ``O_NOATIME`` where allowed, ``O_NOFOLLOW``), records its node from ``fstat``, then reads a
 block at a time and cuts it with the content-defined chunker; every chunk is hashed there,
-claimed with the blob saver, and, when small, sealed right away. Large new chunks are sealed
-by separate tasks on the CPU limiter while the reader goes on, at most ``2 * cpu + 2`` in
-flight, which bounds memory whatever the file sizes. A file's node is complete when all its
-new blobs are in packs.
+claimed with the blob saver, and, when small, sealed right away. Small files go through one
+thread call in batches. Large new chunks are sealed by separate tasks on the CPU limiter while
+the reader goes on, at most ``cpu + 1`` in flight, which bounds memory whatever the file
+sizes. A file's node is complete when all its new blobs are in packs.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections import deque
 from dataclasses import dataclass, field, replace
 
 import trio
@@ -30,6 +31,8 @@ from .report import ItemStats, Reporter
 
 READ_SIZE = 4 << 20
 SEAL_IN_READER = 64 << 10
+BATCH_FILES = 64
+QUEUE = 2 * BATCH_FILES
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
 
@@ -127,8 +130,47 @@ class _Job:
     path: bytes
     previous: Node | None
     future: FutureNode
+    size: int  # from lstat: decides whether the file joins a batch of small ones
     fd: int = -1  # an open stream to read instead of ``path``
     meta: Node | None = None  # the stream's node
+
+
+@dataclass(slots=True)
+class _Opened:
+    """What a reader thread made of one file: its node and first chunks, or an error."""
+
+    job: _Job
+    node: Node | None = None
+    chunks: list[Chunk] = field(default_factory=list)
+    eof: bool = False
+    error: ItemError | None = None
+
+
+def read_batch(reader: FileReader, jobs: list[_Job]) -> list[_Opened]:
+    """Open and read files one after the other in one worker-thread call. Stops after a file
+    that did not end within one block: it stays open in ``reader`` for the caller."""
+    out = []
+    for job in jobs:
+        try:
+            if job.meta is not None:
+                reader.attach(job.fd)
+                node = job.meta
+            else:
+                node = reader.open(job.name, job.path)
+        except ItemError as exc:
+            out.append(_Opened(job, error=exc))
+            continue
+        try:
+            chunks, eof = reader.read(job.path)
+        except ItemError as exc:
+            reader.close()
+            out.append(_Opened(job, node, error=exc))
+            continue
+        out.append(_Opened(job, node, chunks, eof))
+        if not eof:
+            break
+        reader.close()
+    return out
 
 
 @dataclass(slots=True)
@@ -144,7 +186,12 @@ class _FileState:
 
 
 class FileSaver:
-    """Saves files handed in with ``save``; call ``close`` when no more will come."""
+    """Saves files handed in with ``save``; call ``close`` when no more will come.
+
+    Small files are read in batches (up to ``BATCH_FILES`` files or ``READ_SIZE`` bytes by
+    their ``lstat`` size) by one worker-thread call, so a folder of small files costs a few
+    thread round trips instead of one or two per file.
+    """
 
     def __init__(self, saver: BlobSaver, polynomial: int, reporter: Reporter, nursery: trio.Nursery,
                  cpu: trio.CapacityLimiter, read_concurrency: int = 2, with_atime: bool = False) -> None:
@@ -153,9 +200,9 @@ class FileSaver:
         self._nursery = nursery
         self._cpu = cpu
         self._read = trio.CapacityLimiter(read_concurrency)
-        self._slot_count = 2 * int(cpu.total_tokens) + 2
+        self._slot_count = int(cpu.total_tokens) + 1
         self._slots = trio.Semaphore(self._slot_count)
-        self._send, recv = trio.open_memory_channel[_Job](0)
+        self._send, recv = trio.open_memory_channel[_Job](QUEUE)
         self._workers = read_concurrency
         self._workers_done = trio.Event()
         for _ in range(read_concurrency):
@@ -163,16 +210,23 @@ class FileSaver:
             nursery.start_soon(self._worker, reader, recv.clone())
         recv.close()
 
-    async def save(self, item: str, name: bytes, path: bytes, previous: Node | None) -> FutureNode:
-        """Queue a file (waits while every reader is busy); its node comes later."""
+    async def save(self, item: str, name: bytes, path: bytes, previous: Node | None,
+                   size: int) -> FutureNode:
+        """Queue a file (waits while the queue is full); its node comes later."""
         fut = FutureNode()
-        await self._send.send(_Job(item, name, path, previous, fut))
+        job = _Job(item, name, path, previous, fut, size)
+        try:
+            # No checkpoint while there is room: a folder's files queue up together and
+            # the readers find whole batches.
+            self._send.send_nowait(job)
+        except trio.WouldBlock:
+            await self._send.send(job)
         return fut
 
     async def save_stream(self, item: str, fd: int, meta: Node) -> FutureNode:
         """Queue an open stream (standard input) whose node is ``meta``."""
         fut = FutureNode()
-        await self._send.send(_Job(item, meta.name, b"-", None, fut, fd, meta))
+        await self._send.send(_Job(item, meta.name, b"-", None, fut, READ_SIZE, fd, meta))
         return fut
 
     async def close(self) -> None:
@@ -185,28 +239,79 @@ class FileSaver:
             self._slots.release()
 
     async def _worker(self, reader: FileReader, jobs: trio.MemoryReceiveChannel[_Job]) -> None:
+        waiting: deque[_Job] = deque()
         try:
             async with jobs:
-                async for job in jobs:
-                    await self._save_file(reader, job)
+                while True:
+                    if not waiting:
+                        try:
+                            waiting.append(await jobs.receive())
+                        except trio.EndOfChannel:
+                            break
+                    batch = self._batch(waiting, jobs)
+                    await self._save_batch(reader, batch)
+                    waiting.extendleft(reversed(batch))
         finally:
             self._workers -= 1
             if not self._workers:
                 self._workers_done.set()
 
-    async def _save_file(self, reader: FileReader, job: _Job) -> None:
-        self.reporter.start_file(job.item)
+    @staticmethod
+    def _batch(waiting: deque[_Job], jobs: trio.MemoryReceiveChannel[_Job]) -> list[_Job]:
+        """Jobs for one thread call: small files up to the budget; a large one ends it."""
+        batch: list[_Job] = []
+        budget = READ_SIZE
+        while len(batch) < BATCH_FILES:
+            if not waiting:
+                try:
+                    waiting.append(jobs.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            job = waiting[0]
+            if batch and job.size > budget:
+                break
+            batch.append(waiting.popleft())
+            budget -= job.size
+            if budget <= 0:
+                break
+        return batch
+
+    async def _save_batch(self, reader: FileReader, batch: list[_Job]) -> None:
+        """Save the files of ``batch`` that one thread call got to; the others are left in
+        ``batch`` for the next call."""
         start = trio.current_time()
-        if job.meta is not None:
-            reader.attach(job.fd)
-            node = job.meta
-        else:
-            try:
-                node = await trio.to_thread.run_sync(reader.open, job.name, job.path, limiter=self._read)
-            except ItemError as exc:
-                self._fail(job, exc)
-                return
-        state = _FileState(job, node, start)
+        for job in batch:
+            self.reporter.start_file(job.item)
+        try:
+            results = await trio.to_thread.run_sync(read_batch, reader, batch, limiter=self._read)
+        except BaseException:
+            reader.close()
+            raise
+        del batch[:len(results)]
+        for job in batch:
+            self.reporter.complete_item(job.item, job.previous, None, ItemStats(), 0.0)
+        for opened in results:
+            job = opened.job
+            if opened.node is None:
+                assert opened.error is not None
+                self._fail(job, opened.error)
+                continue
+            state = _FileState(job, opened.node, start)
+            for chunk in opened.chunks:
+                await self._take(state, chunk)
+            if opened.error is not None:
+                self._fail(job, opened.error)
+                continue
+            if not opened.eof:
+                await self._read_rest(reader, state)
+                continue
+            state.read_done = True
+            if not state.pending:
+                self._complete(state)
+
+    async def _read_rest(self, reader: FileReader, state: _FileState) -> None:
+        """Go on with a file that did not end in its first block."""
+        job = state.job
         try:
             eof = False
             while not eof:
