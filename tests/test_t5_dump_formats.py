@@ -206,9 +206,12 @@ def test_deflate_pieces_concatenate(blobs: list[bytes]) -> None:
 def test_incompressible_blobs_are_stored() -> None:
     data = os.urandom(300_000)
     piece = zipfmt.deflate_piece(data)
-    assert piece.encoded_size == len(data) + 5 * 5  # one stored block per 64 KiB segment
+    segments = -(-len(data) // zipfmt.SEGMENT)
+    assert piece.encoded_size == len(data) + 5 * segments  # one stored block per segment
     text = zipfmt.deflate_piece(b"abc" * 100_000)
     assert text.encoded_size < 10_000
+    mixed = zipfmt.deflate_piece(data[:100_000] + b"abc" * 100_000 + data[100_000:200_000])
+    assert mixed.encoded_size < 200_000 + 5 * 10 + 20_000
 
 
 def zip_stream(members: Sequence[tuple[Entry, list[bytes]]], fmt: zipfmt.ZipFormat | None = None) -> bytes:

@@ -27,10 +27,10 @@ from ..model.tree import Node, posix_mode
 from .common import Buffer, Entry, link_target
 
 LEVEL = 1
-PROBE = 2 << 10
+PROBE = 1 << 10
 INCOMPRESSIBLE = 0.92  # a probe that shrinks less than this marks its segment as stored
 STORED_BLOCK = 0xFFFF
-SEGMENT = STORED_BLOCK  # one stored block per incompressible segment
+SEGMENT = 32 << 10  # one stored block per incompressible segment
 FINAL_BLOCK = b"\x03\x00"  # an empty, final fixed-Huffman deflate block
 
 U16 = 0xFFFF
