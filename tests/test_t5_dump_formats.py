@@ -211,7 +211,7 @@ def test_incompressible_blobs_are_stored() -> None:
     text = zipfmt.deflate_piece(b"abc" * 100_000)
     assert text.encoded_size < 10_000
     mixed = zipfmt.deflate_piece(data[:100_000] + b"abc" * 100_000 + data[100_000:200_000])
-    assert mixed.encoded_size < 200_000 + 5 * 10 + 20_000
+    assert mixed.encoded_size < 200_000 + 2 * zipfmt.SEGMENT + 1000  # misjudged at most at the two seams
 
 
 def zip_stream(members: Sequence[tuple[Entry, list[bytes]]], fmt: zipfmt.ZipFormat | None = None) -> bytes:
