@@ -294,6 +294,11 @@ def test_missing_pack_fails_naming_the_file(restic_repo: RepoFixture, tmp_path: 
 # -- a richer restic-made snapshot ---------------------------------------------------------------
 
 
+# user::rw-, user:1000:r-x, group::r--, mask::r-x, other::r-- as Linux stores it.
+ACL = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, ident) for tag, perm, ident in [
+    (0x01, 6, 0xFFFFFFFF), (0x02, 5, 1000), (0x04, 4, 0xFFFFFFFF), (0x10, 5, 0xFFFFFFFF), (0x20, 4, 0xFFFFFFFF)])
+
+
 @pytest.fixture(scope="module")
 def rich_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Devices, paths and link targets over 100 bytes, ids over ustar's range, odd xattr
@@ -319,6 +324,12 @@ def rich_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.setxattr(odd, "user.empty", b"")
     except OSError:
         pass
+    acl = src / "acl-file"
+    acl.write_text("acl\n")
+    try:
+        os.setxattr(acl, "system.posix_acl_access", ACL)
+    except OSError:
+        pass
     (src / "other").mkdir()
     (src / "sg").mkdir(mode=0o2775)
     os.chmod(src / "sg", 0o2775)
@@ -339,6 +350,19 @@ def test_rich_snapshot_tar_extracts_to_what_restic_restores(rich_repo: Path, tmp
     got = describe(extract_tar(dump(rich_repo, "latest", "/").stdout, tmp_path / "tar"))
     assert got == want
     assert b"other/hl3" in got
+
+
+def test_rich_snapshot_acls_come_back_with_gnu_tar_acls(rich_repo: Path, tmp_path: Path) -> None:
+    restored = restore(rich_repo, tmp_path / "restored")
+    try:
+        want = os.getxattr(restored / "acl-file", "system.posix_acl_access")
+    except OSError:
+        pytest.skip("no POSIX ACLs here")
+    target = tmp_path / "tar"
+    target.mkdir()
+    subprocess.run(["tar", "--xattrs", "--acls", "-xpf", "-", "-C", str(target)], check=True,
+                   input=dump(rich_repo, "latest", "/").stdout)
+    assert os.getxattr(target / "acl-file", "system.posix_acl_access") == want == ACL
 
 
 def test_rich_snapshot_zip_holds_the_same_bytes(rich_repo: Path, tmp_path: Path) -> None:
