@@ -70,11 +70,11 @@ class Index(_index.Index):
 
     __slots__ = ()
 
-    def lookup(self, blob_id: bytes, type: BlobType) -> list[BlobLocation]:  # noqa: A002
+    def lookup(self, blob_id: bytes, type: BlobType) -> list[BlobLocation]:
         """Every stored location of the blob; [] when the index does not know it."""
         return [BlobLocation(p, o, n, u) for p, o, n, u in self._lookup(blob_id, type)]
 
-    def iter_blobs(self, type: BlobType, chunk: int = 4096) -> Iterator[tuple[bytes, BlobLocation]]:  # noqa: A002
+    def iter_blobs(self, type: BlobType, chunk: int = 4096) -> Iterator[tuple[bytes, BlobLocation]]:
         """(blob id, location) for every location of one type, in id order.
 
         A blob stored in several packs comes once per location, adjacently.
