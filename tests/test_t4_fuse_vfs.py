@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from conftest import RepoFixture
 from restic_util import PASSWORD, backup, init_repo
@@ -342,3 +343,29 @@ def test_evicted_blobs_are_freed() -> None:
     for i in range(200):
         cache.put(("data", i), Blob(b"x" * 1000))
     assert 0 < len(cache) <= 20 and alive == len(cache)
+
+
+async def test_a_walk_loads_neighbouring_trees_together(tmp_path: Path) -> None:
+    """restic stores trees in post-order, so a walk of a snapshot wants the trees lying
+    next to each other in a pack: they come in a few ranged reads, not one per folder."""
+    src = tmp_path / "src"
+    for i in range(8):
+        for j in range(8):
+            (src / f"d{i}" / f"e{j}").mkdir(parents=True)
+            (src / f"d{i}" / f"e{j}" / "f").write_text(f"{i} {j}\n")
+    repo_path = init_repo(tmp_path / "repo", version=2)
+    snapshot_id = await trio.to_thread.run_sync(lambda: backup(repo_path, src))
+    async with open_vfs(repo_path) as vfs:
+        top = await resolve(vfs, "ids/" + snapshot_id[:8])
+        before = vfs.fetcher.ranged_reads
+        folders = 0
+        stack = [top.ino]
+        while stack:
+            entries = await vfs.listdir(stack.pop())
+            folders += 1
+            stack.extend(a.ino for _, a in entries if stat.S_ISDIR(a.mode))
+            if folders == 2:
+                # The first trees come one by one while the pack's header is fetched.
+                await trio.testing.wait_all_tasks_blocked()
+        assert folders == 1 + 8 + 64
+        assert vfs.fetcher.ranged_reads - before < folders // 4

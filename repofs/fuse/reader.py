@@ -26,12 +26,15 @@ from ..backend.base import FileNotFound, FileType, Handle
 from ..cache.blobcache import BlobCache
 from ..errors import DamagedPack, IntegrityError, NotFound, RepofsError
 from ..repo.index import BlobLocation, BlobType, Index
+from ..repo.pack import PackEntry
 from ..repo.repository import Repository
 
 MAX_RUN_BYTES = 8 << 20  # one ranged read fetches at most this much (or one larger blob)
 MAX_AHEAD_BLOBS = 32     # read-ahead stops after this many blobs, whatever their size
 DECODE_BATCH_BYTES = 1 << 20  # small blobs of one ranged read are decoded together up to this
 INLINE_DECODE_BYTES = 8 << 10  # batches this small are decoded without a worker thread
+TREE_WINDOW = 256 << 10  # trees this close to a wanted one in its pack come along
+MAX_HEADERS = 256        # pack headers remembered for finding those neighbours
 
 
 class FileMap:
@@ -88,11 +91,8 @@ class _Part:
 
 
 class BlobFetcher:
-    """Blobs by type and id, loaded in runs of pack neighbours.
-
-    Data blobs are kept in ``cache`` under ``(BlobType.DATA, id)``. Tree blobs are only
-    handed to whoever waits for them: the file system keeps trees decoded instead.
-    """
+    """Blobs by type and id, kept in ``cache`` under ``(type, id)``, loaded in runs of
+    pack neighbours."""
 
     def __init__(self, repo: Repository, cache: BlobCache, nursery: trio.Nursery,
                  max_runs: int = 4) -> None:
@@ -103,6 +103,8 @@ class BlobFetcher:
         self.ranged_reads = 0  # backend requests made, for statistics and tests
         self._flights: dict[Key, _Flight] = {}
         self._broken: dict[Key, RepofsError] = {}
+        self._headers: dict[bytes, list[PackEntry]] = {}
+        self._header_flights: set[bytes] = set()
 
     def pending(self, blob_id: bytes, type: BlobType = BlobType.DATA) -> bool:  # noqa: A002
         """Whether the blob is on its way."""
@@ -113,10 +115,11 @@ class BlobFetcher:
 
         The blobs are grouped by pack and sorted by offset; each stretch of adjacent ones
         (up to MAX_RUN_BYTES) is one ranged read. Runs start in the order of their first
-        blob in ``ids``, so the blob a reader waits for comes first.
+        blob in ``ids``, so the blob a reader waits for comes first. Trees come with
+        their neighbours in the pack (see ``_tree_neighbours``).
         """
         by_pack: dict[bytes, list[tuple[int, _Part]]] = {}
-        cached = self.cache.get_cached if type is BlobType.DATA else lambda key: None
+        cached = self.cache.get_cached
         lookup = self.repo.index.lookup
         for order, blob_id in enumerate(ids):
             key = (type, blob_id)
@@ -127,6 +130,9 @@ class BlobFetcher:
                 continue  # get() reports it
             self._flights[key] = _Flight()
             by_pack.setdefault(locations[0].pack_id, []).append((order, _Part(key, locations[0])))
+        if type is BlobType.TREE:
+            for pack_id, parts in by_pack.items():
+                parts.extend((len(ids), p) for p in self._tree_neighbours(pack_id, parts))
         runs: list[tuple[int, list[_Part]]] = []
         for parts in by_pack.values():
             parts.sort(key=lambda p: p[1].location.offset)
@@ -148,13 +154,59 @@ class BlobFetcher:
         for _, run in sorted(runs, key=lambda r: r[0]):
             self.nursery.start_soon(self._fetch, run)
 
+    def _tree_neighbours(self, pack_id: bytes, parts: list[tuple[int, _Part]]) -> list[_Part]:
+        """The trees stored next to the wanted ones, up to TREE_WINDOW bytes either side.
+
+        restic writes a snapshot's trees in post-order, so a folder's sub-folders lie just
+        before it in its pack and its next sibling's just after: a walk of the snapshot
+        (find, du, tar) will want them soon, and reading them now costs one ranged read
+        instead of a request each. Neighbours come from the pack's header (loaded once in
+        the background) and are used only where the index agrees on their place.
+        """
+        header = self._headers.get(pack_id)
+        if header is None:
+            if pack_id not in self._header_flights:
+                self._header_flights.add(pack_id)
+                self.nursery.start_soon(self._load_header, pack_id)
+            return []
+        offsets = [e.offset for e in header]
+        extra: list[_Part] = []
+        lookup = self.repo.index.lookup
+        for _, part in list(parts):
+            here = part.location.offset
+            lo = bisect.bisect_left(offsets, here - TREE_WINDOW)
+            hi = bisect.bisect_right(offsets, here + TREE_WINDOW)
+            for entry in header[lo:hi]:
+                key = (BlobType.TREE, entry.id)
+                if (entry.type is not BlobType.TREE or key in self._flights or key in self._broken
+                        or self.cache.get_cached(key) is not None):
+                    continue
+                locations = lookup(entry.id, BlobType.TREE)
+                if not locations or (locations[0].pack_id, locations[0].offset) != (pack_id, entry.offset):
+                    continue
+                self._flights[key] = _Flight()
+                extra.append(_Part(key, locations[0]))
+        return extra
+
+    async def _load_header(self, pack_id: bytes) -> None:
+        """Remember a tree pack's header; an empty one if it cannot be read (no neighbours
+        then: the trees themselves are still loaded, and report any damage)."""
+        try:
+            async with self.runs:
+                entries = await self.repo.load_pack_header(pack_id)
+        except RepofsError:
+            entries = []
+        if len(self._headers) >= MAX_HEADERS:
+            self._headers.clear()
+        self._headers[pack_id] = sorted(entries, key=lambda e: e.offset)
+        self._header_flights.discard(pack_id)
+
     async def get(self, blob_id: bytes, type: BlobType = BlobType.DATA) -> bytes:  # noqa: A002
         """The plaintext of a blob; NotFound or IntegrityError when it cannot be had."""
         key = (type, blob_id)
-        if type is BlobType.DATA:
-            value = self.cache.get_cached(key)
-            if value is not None:
-                return value
+        value = self.cache.get_cached(key)
+        if value is not None:
+            return value
         broken = self._broken.get(key)
         if broken is not None:
             raise broken
@@ -244,8 +296,7 @@ class BlobFetcher:
                     flight.done.set()
                     continue
             flight.value = result
-            if part.key[0] is BlobType.DATA:
-                self.cache.put(part.key, result)
+            self.cache.put(part.key, result)
             flight.done.set()
 
     async def _other_copies(self, part: _Part, exc: RepofsError) -> bytes:
