@@ -70,7 +70,9 @@ class BlobSealer:
         return self.version >= 2 and (blob_type is BlobType.TREE or self.compression is not Compression.OFF)
 
     def seal(self, blob_type: BlobType, data: bytes | bytearray | memoryview, blob_id: bytes) -> SealedBlob:
-        if self.compresses(blob_type):
+        # An uncompressed length of 0 reads as "not compressed" in headers and indexes,
+        # so the empty blob is always stored plain.
+        if len(data) and self.compresses(blob_type):
             frame = compress.compress(data, self.level)
             return SealedBlob(blob_id, blob_type, self.key.seal(frame), len(data), len(data))
         return SealedBlob(blob_id, blob_type, self.key.seal(data), None, len(data))
