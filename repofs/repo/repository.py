@@ -164,10 +164,7 @@ class Repository:
                     nursery.start_soon(fetch, ids[w::workers], send.clone())
             async with recv:
                 async for index_id, doc in recv:
-                    try:
-                        await self.cpu_run(builder.add_file, index_id, doc)
-                    except IntegrityError as exc:
-                        raise IntegrityError(f"index/{index_id.hex()}: {exc}") from None
+                    await self.cpu_run(builder.add_file, index_id, doc)  # errors name the file
         index = await self.cpu_run(builder.finish)
         if self.version < 2 and index.any_compressed():
             raise IntegrityError("index lists compressed blobs in a version 1 repository")
