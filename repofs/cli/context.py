@@ -47,12 +47,18 @@ def _env(*names: str) -> str:
     return ""
 
 
-def resolve_password(password_file: str, password_command: str, prompt: str) -> bytes:
-    """restic's order: command or file (not both), then the environment, then a TTY prompt."""
-    password_file = password_file or _env("RESTIC_PASSWORD_FILE", "REPOFS_PASSWORD_FILE")
-    password_command = password_command or _env("RESTIC_PASSWORD_COMMAND", "REPOFS_PASSWORD_COMMAND")
+def resolve_password(password_file: str, password_command: str, prompt: str, role: str = "") -> bytes:
+    """restic's order: command or file (not both), then the environment, then a TTY prompt.
+
+    ``role`` "FROM_" asks for the source repository of copy and init: the variables become
+    RESTIC_FROM_PASSWORD_FILE, RESTIC_FROM_PASSWORD_COMMAND and RESTIC_FROM_PASSWORD.
+    """
+    flag = "--" + role.lower().replace("_", "-")
+    password_file = password_file or _env(f"RESTIC_{role}PASSWORD_FILE", f"REPOFS_{role}PASSWORD_FILE")
+    password_command = password_command or _env(f"RESTIC_{role}PASSWORD_COMMAND",
+                                                f"REPOFS_{role}PASSWORD_COMMAND")
     if password_file and password_command:
-        raise UsageError("--password-file and --password-command are mutually exclusive")
+        raise UsageError(f"{flag}password-file and {flag}password-command are mutually exclusive")
     if password_command:
         try:
             out = subprocess.run(password_command, shell=True, check=True, stdout=subprocess.PIPE).stdout
@@ -66,12 +72,12 @@ def resolve_password(password_file: str, password_command: str, prompt: str) -> 
         except OSError as exc:
             raise UsageError(f"cannot read password file {password_file}: {exc.strerror}") from None
     else:
-        pw = _env("RESTIC_PASSWORD", "REPOFS_PASSWORD").encode()
+        pw = _env(f"RESTIC_{role}PASSWORD", f"REPOFS_{role}PASSWORD").encode()
         if not pw and sys.stdin.isatty():
             pw = getpass.getpass(prompt).encode()
     if not pw:
-        raise UsageError("an empty password is not a password; set RESTIC_PASSWORD, "
-                         "--password-file or --password-command")
+        raise UsageError(f"an empty password is not a password; set RESTIC_{role}PASSWORD, "
+                         f"{flag}password-file or {flag}password-command")
     return pw
 
 
