@@ -103,7 +103,9 @@ def print_ceilings(figures: dict[str, object]) -> str:
             if part == "disk":
                 note = f"{megabytes(f['bytes'])}, {f['files']:,} files in {f['seconds']:.2f} s"
             body.append([f["name"], f"{f['mb_per_second']:,.1f}", str(note)])
-    return simple_table(["ceiling (one core, one thread)", "MB/s", "measured on"], body)
+    return (simple_table(["ceiling (one core, one thread)", "MB/s", "measured on"], body)
+            + "\n  cold: after sync, each file dropped from the page cache (posix_fadvise DONTNEED);"
+            + "\n  a virtual machine's host may still cache the disk.")
 
 
 def print_index(figures: list[dict[str, object]]) -> str:
@@ -208,8 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = ctx.rows if ctx else []
         results["operations"] = [row.to_json() for row in rows]
         results["seconds"] = time.monotonic() - began
+        meta["load_average_at_end"] = os.getloadavg()
         if rows:
             print("\n" + NOTES.format(rounds=args.rounds, rss=rss_method()) + "\n\n" + table(rows), flush=True)
+        print(f"\nload average at the end {os.getloadavg()[0]:.2f}; {time.monotonic() - began:.0f} s in all",
+              flush=True)
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
         log(f"results in {json_out}; {time.monotonic() - began:.0f} s in all")
