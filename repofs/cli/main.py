@@ -59,9 +59,14 @@ def run(opts: GlobalOptions, fn: Callable[..., Awaitable[int | None]], *args: An
             raise
         if isinstance(err, BrokenPipeError):
             _reader_gone()
+        if isinstance(err, KeyboardInterrupt):
+            raise Interrupted("interrupted") from None
         raise err from group
     except BrokenPipeError:
         _reader_gone()
+    except KeyboardInterrupt:
+        # click would turn it into "Aborted!" and exit code 1.
+        raise Interrupted("interrupted") from None
     sys.exit(code or 0)
 
 
