@@ -474,3 +474,29 @@ async def test_output_does_not_depend_on_the_budget(restic_repo: RepoFixture, tm
     outputs = {ahead: await _dump_bytes(restic_repo.path, tmp_path, fmt_name, ahead)
                for ahead in (1, 100_000, 64 << 20)}
     assert outputs[1] == outputs[100_000] == outputs[64 << 20]
+
+
+def test_damaged_tree_fails_naming_the_folder(restic_repo: RepoFixture, tmp_path: Path) -> None:
+    repo_path = _copy_repo(restic_repo.path, tmp_path / "repo")
+
+    async def locate() -> tuple[bytes, int]:
+        from repofs.trees import TreeLoader
+
+        backend = LocalBackend(str(repo_path))
+        repo = await Repository.open(backend, PASSWORD.encode())
+        snap = max(await repo.load_snapshots(), key=lambda s: s.time.ns)
+        await repo.load_index()
+        deep = await TreeLoader(repo).subtree(snap.tree, "docs/deep")
+        loc = repo.index.lookup(deep, BlobType.TREE)[0]
+        await backend.close()
+        return loc.pack_id, loc.offset + 20
+
+    pack_id, offset = trio.run(locate)
+    pack = repo_path / "data" / pack_id.hex()[:2] / pack_id.hex()
+    data = bytearray(pack.read_bytes())
+    data[offset] ^= 0x55
+    pack.write_bytes(bytes(data))
+    proc = dump(repo_path, "latest", "/", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(b"repofs: /docs/deep: tree blob") and b"damaged pack" in proc.stderr
+    assert b"docs/deep/deeper" not in proc.stdout

@@ -12,7 +12,7 @@ import click
 from ..dump.common import Selection, dump, dump_file
 from ..dump.tar import TarFormat
 from ..dump.zip import ZipFormat
-from ..errors import BackendError, NotFound, UsageError
+from ..errors import BackendError, UsageError
 from ..model import tree as nodes
 from ..patterns import PatternList, parse_all
 from ..select import find_snapshot, split_spec
@@ -83,13 +83,7 @@ async def _dump(opts: GlobalOptions, spec: str, selection: Selection, archive: s
         snap = find_snapshot(await repo.load_snapshots(), ident, *filters)
         await repo.load_index()
         trees = TreeLoader(repo)
-        tree_id = snap.tree
-        if sub:
-            node = await trees.resolve(tree_id, sub)
-            if node is not None:
-                if node.subtree is None:
-                    raise NotFound(f"{sub}: not a directory in the snapshot")
-                tree_id = node.subtree
+        tree_id = await trees.subtree(snap.tree, sub)
         found = [await trees.resolve(tree_id, os.fsdecode(t)) for t in selection.targets]
         single = found[0] if len(found) == 1 else None
         raw = single is not None and single.type == nodes.FILE

@@ -2,14 +2,15 @@
 
 Four stages run concurrently in one nursery, joined by bounded channels:
 
-1. the walker streams ``(path, node)`` in restic's order, in batches, loading trees
-   ahead of it;
+1. the walker (``treewalk``) streams ``(path, node)`` in restic's order, in batches,
+   fetching the trees of folders ahead of it;
 2. the planner picks nodes (``Selection``), refuses hostile names, turns each picked
    node into an ``Entry`` and each data blob into a ``Chunk`` of a ``Job``: neighbouring
    blobs of one pack (across files) share a job, which is one ranged backend read;
-3. workers run jobs: read the range, then check, decrypt and decompress every blob and
-   let the format prepare it (zip deflates), in a thread under the repository's ``cpu``
-   limiter; a blob that fails is tried again from its other copies (``load_blob``);
+3. workers run jobs (``fetch.fetch_range``): read the range, then check, decrypt and
+   decompress every blob and let the format prepare it (zip deflates), in a thread under
+   the repository's ``cpu`` limiter (small blobs in the loop); a blob that fails is tried
+   again from its other copies (``load_blob``);
 4. the writer takes entries in order, waits for their chunks, and hands header and data
    bytes to ``Output``; it starts a job itself if it gets to one still being gathered.
 
@@ -23,52 +24,32 @@ job starts, the writer gives it back when the job's last chunk is written.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
 
-from ..backend.base import FileType, Handle
-from ..errors import DamagedPack, IntegrityError, NotFound, RepofsError
+from ..errors import IntegrityError, NotFound, RepofsError
 from ..model import tree as nodes
 from ..model.tree import Node
 from ..patterns import PatternList
 from ..repo.index import BlobLocation, BlobType
 from ..trees import TreeLoader
+from .fetch import PackReader, close_enough, fetch_range
 from .output import Buffer, Output
+from .treewalk import NodeBatch, walk_batches
 
 __all__ = ["ArchiveFormat", "Buffer", "Chunk", "DumpStats", "Entry", "Job", "RawFormat",
            "Selection", "check_name", "dump", "dump_file", "link_target"]
 
 AHEAD = 48 << 20  # bytes of blobs fetched ahead of the writer
-MAX_JOB = 8 << 20  # neighbouring blobs are read together up to this span
 MIN_JOB = 512 << 10  # a job this large starts at once, before the writer asks for it
-MAX_GAP = 64 << 10  # bytes of other blobs worth reading over to keep one read
-BATCH = 256  # nodes or items handed between stages at once
+BATCH = 256  # items handed to the writer at once
 NODES_AHEAD = 4  # batches
 ITEMS_AHEAD = 4  # batches
-PREFETCH = 8  # trees loaded ahead of the walk
 
 Warn = Callable[[str], None]
-
-
-class PackReader(Protocol):
-    """What the pipeline needs of a Repository: the index, ranged pack reads, blob
-    decoding, whole-blob loads with every copy tried, and the CPU limiter."""
-
-    cpu: trio.CapacityLimiter
-    backend: Any
-
-    @property
-    def index(self) -> Any: ...
-
-    def decode_blob(self, blob_id: bytes, type: BlobType, loc: BlobLocation, pack_id: bytes,
-                    sealed: bytes | memoryview) -> bytes: ...
-
-    async def load_blob(self, type: BlobType, blob_id: bytes) -> bytes: ...
-
-    async def cpu_run(self, fn: Callable[..., Any], *args: object) -> Any: ...
 
 
 # -- entries, jobs, formats ----------------------------------------------------------------
@@ -200,10 +181,13 @@ class Selection:
         self.targets = [t for t in tops if not any(o != t and _within(t, o) for o in tops)]
         self.includes = includes or PatternList(())
         self.excludes = excludes or PatternList(())
+        self._everything = self.targets == [b"/"] and not self.includes and not self.excludes
 
     def decide(self, path: bytes, node: Node) -> tuple[bool, bool]:
         """(write this node, walk into it) for the node at ``path`` (``/a/b``)."""
         is_dir = node.type == nodes.DIR
+        if self._everything:
+            return True, is_dir
         if any(_within(path, t) for t in self.targets):
             text = os.fsdecode(path)
             if self.excludes and self.excludes.match(text):
@@ -257,57 +241,7 @@ class DumpStats:
     budget_peak: int = 0
 
 
-NodeBatch = list[tuple[bytes, Node]]
 Source = Callable[[trio.MemorySendChannel[NodeBatch]], Awaitable[None]]
-
-
-async def walk_batches(trees: TreeLoader, tree_id: bytes, descend: Callable[[bytes, Node], bool],
-                       send: trio.MemorySendChannel[NodeBatch]) -> None:
-    """Send ``(path, node)`` for every node below ``tree_id`` in restic's order (sorted
-    names, each folder followed by its contents), as lists: the siblings up to the next
-    folder walked into. Trees of folders are loaded ahead, PREFETCH at a time.
-
-    The same walk as ``walk.walk``, in batches: a node handed over one at a time costs
-    more in channel traffic than all the rest the dump does for a small file.
-    """
-    limiter = trio.CapacityLimiter(PREFETCH)
-    with send:
-        async with trio.open_nursery() as nursery:
-
-            async def warm(subtree: bytes) -> None:
-                async with limiter:
-                    try:
-                        await trees.raw(subtree)
-                    except Exception:  # noqa: BLE001  the walk meets the error itself later
-                        pass
-
-            async def open_tree(tid: bytes) -> Iterator[Node]:
-                found = await trees.load(tid)
-                for n in found:
-                    if n.subtree is not None:
-                        nursery.start_soon(warm, n.subtree)
-                return iter(found)
-
-            stack: list[tuple[bytes, Iterator[Node]]] = [(b"", await open_tree(tree_id))]
-            batch: NodeBatch = []
-            while stack:
-                path, siblings = stack[-1]
-                node = next(siblings, None)
-                if node is None:
-                    stack.pop()
-                    continue
-                node_path = path + b"/" + node.name
-                batch.append((node_path, node))
-                if node.subtree is not None and descend(node_path, node):
-                    await send.send(batch)
-                    batch = []
-                    stack.append((node_path, await open_tree(node.subtree)))
-                elif len(batch) >= BATCH:
-                    await send.send(batch)
-                    batch = []
-            if batch:
-                await send.send(batch)
-            nursery.cancel_scope.cancel()
 
 
 class _Pipeline:
@@ -402,14 +336,8 @@ class _Pipeline:
             return last[1]
         job = self._pending
         end = loc.offset + loc.length
-        if job is not None and job.pack_id == loc.pack_id:
-            # Blobs of one pack need not come in pack order: take any that keep the
-            # read within MAX_JOB and close to what it covers already.
-            fits = (job.start - MAX_GAP <= loc.offset <= job.end + MAX_GAP
-                    and max(job.end, end) - min(job.start, loc.offset) <= MAX_JOB)
-        else:
-            fits = False
-        if not fits:
+        # Blobs of one pack need not come in pack order: any close enough joins the job.
+        if job is None or job.pack_id != loc.pack_id or not close_enough(job.start, job.end, loc):
             await self._flush()
             job = self._pending = Job(loc.pack_id, loc.offset)
         assert job is not None
@@ -461,40 +389,9 @@ class _Pipeline:
                 await self._run_job(job)
 
     async def _run_job(self, job: Job) -> None:
-        repo = self.repo
-        results: list[Any]
-        try:
-            raw = await repo.backend.load(Handle(FileType.PACK, job.pack_id.hex()), job.end - job.start,
-                                          job.start)
-            if len(raw) != job.end - job.start:
-                raise DamagedPack(f"pack {job.pack_id.hex()}: short read (truncated pack)")
-            results = await repo.cpu_run(self._decode, job, raw)
-        except RepofsError as exc:
-            results = [exc] * len(job.blobs)
-        for i, result in enumerate(results):
-            if isinstance(result, RepofsError):
-                # Another copy may be intact: load_blob tries every location.
-                try:
-                    plain = await repo.load_blob(BlobType.DATA, job.blobs[i][0])
-                    results[i] = await repo.cpu_run(self.fmt.prepare, plain)
-                except RepofsError as exc:
-                    results[i] = exc
-        job.pieces = results
+        job.pieces = await fetch_range(self.repo, BlobType.DATA, job.pack_id, job.start, job.end,
+                                       job.blobs, self.fmt.prepare)
         job.done.set()
-
-    def _decode(self, job: Job, raw: bytes) -> list[Any]:
-        view = memoryview(raw)
-        out: list[Any] = []
-        for blob_id, loc in job.blobs:
-            rel = loc.offset - job.start
-            try:
-                plain = self.repo.decode_blob(blob_id, BlobType.DATA, loc, job.pack_id,
-                                              view[rel:rel + loc.length])
-            except RepofsError as exc:
-                out.append(exc)
-                continue
-            out.append(self.fmt.prepare(plain))
-        return out
 
     # -- writing -----------------------------------------------------------------------
 
@@ -541,7 +438,7 @@ async def dump(repo: PackReader, trees: TreeLoader, tree_id: bytes, selection: S
     """Write the selected nodes below ``tree_id`` to ``fd`` as ``fmt``."""
 
     async def source(send: trio.MemorySendChannel[NodeBatch]) -> None:
-        await walk_batches(trees, tree_id, selection.descend, send)
+        await walk_batches(repo, trees, tree_id, selection.descend, send)
 
     return await _Pipeline(repo, fmt, ahead, warn).run(source, selection, fd)
 

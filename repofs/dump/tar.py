@@ -13,7 +13,9 @@ falls back to its own encoding.
 
 from __future__ import annotations
 
+import functools
 import struct
+import zlib
 from collections.abc import Sequence
 
 from ..model import tree as nodes
@@ -174,19 +176,29 @@ def member_header(entry: Entry) -> bytes:
     if not pax:
         return header
     records = b"".join(pax_record(k, v) for k, v in pax)
-    pax_header = _ustar(_PAX_NAME, 0o644, _number(0, 8), _number(0, 8), _number(len(records), 12)
-                        or _base256(len(records), 12), _number(0, 12), PAX_HEADER, b"", b"", b"", b"", b"")
-    return pax_header + records + padding(len(records)) + header
+    return _pax_header(len(records)) + records + padding(len(records)) + header
+
+
+@functools.lru_cache(maxsize=1024)
+def _pax_header(size: int) -> bytes:
+    """The ustar block announcing ``size`` bytes of PAX records (the same for every member)."""
+    return _ustar(_PAX_NAME, 0o644, _number(0, 8), _number(0, 8), _number(size, 12) or _base256(size, 12),
+                  _number(0, 12), PAX_HEADER, b"", b"", b"", b"", b"")
+
+
+def _checksum(block: bytes) -> int:
+    """Sum of the block's bytes. Adler-32's low half is 1 + the byte sum modulo 65521, and
+    the sum of 256 bytes is at most 65280, so two halves give it exactly, and fast."""
+    return (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
 
 
 def _ustar(name: bytes, mode: int, uid: bytes | None, gid: bytes | None, size: bytes,
            mtime: bytes | None, typeflag: bytes, linkname: bytes, uname: bytes, gname: bytes,
            devmajor: bytes, devminor: bytes) -> bytes:
-    block = bytearray(_USTAR.pack(name, b"%07o\0" % mode, uid or b"", gid or b"", size, mtime or b"",
-                                  _CHKSUM_BLANK, typeflag, linkname, b"ustar\0", b"00", uname,
-                                  gname, devmajor, devminor, b"", b""))
-    block[148:156] = b"%06o\0 " % sum(block)
-    return bytes(block)
+    block = _USTAR.pack(name, b"%07o\0" % mode, uid or b"", gid or b"", size, mtime or b"",
+                        _CHKSUM_BLANK, typeflag, linkname, b"ustar\0", b"00", uname,
+                        gname, devmajor, devminor, b"", b"")
+    return block[:148] + b"%06o\0 " % _checksum(block) + block[156:]
 
 
 def split_device(dev: int) -> tuple[int, int]:
