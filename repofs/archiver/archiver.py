@@ -132,8 +132,8 @@ class Archiver:
         start = trio.current_time()
         raw = await self._previous_tree(previous, path)
         try:
-            meta, entries = await trio.to_thread.run_sync(self.lister.folder, name, path, st, raw,
-                                                          limiter=self._walk)
+            meta, entries, previous_nodes = await trio.to_thread.run_sync(
+                self.lister.folder, name, path, st, raw, limiter=self._walk)
         except ItemError as exc:
             self.reporter.error(os.fsdecode(path), exc)
             return None
@@ -142,7 +142,7 @@ class Archiver:
             fut = await self._save_entry(sn_path + b"/" + entry.name, entry)
             if fut is not None:
                 children.append(fut)
-        return self.tree_saver.save(_item(sn_path) + "/", meta, children, previous, start)
+        return self.tree_saver.save(_item(sn_path) + "/", meta, children, previous, start, previous_nodes)
 
     # -- targets ----------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from .listing import ItemError
 from .nodes import node_from_stat
 from .report import ItemStats, Reporter
 
-READ_SIZE = 4 << 20
+READ_SIZE = 2 << 20
 SEAL_IN_READER = 64 << 10
 BATCH_FILES = 64
 QUEUE = 2 * BATCH_FILES

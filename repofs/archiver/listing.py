@@ -13,7 +13,7 @@ import enum
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..errors import IntegrityError, RepofsError
 from ..model import tree
@@ -94,11 +94,10 @@ class Lister:
                                     "storing the file again")
                 return Entry(Kind.FILE, name, path, st, previous, warning=warning)
             try:
-                node = node_from_stat(name, path, st, self.with_atime)
+                node = node_from_stat(name, path, st, self.with_atime, tuple(content))
             except OSError as exc:
                 return Entry(Kind.ERROR, name, path, error=ItemError.from_os("lstat", path, exc))
-            return Entry(Kind.NODE, name, path, st, previous, replace(node, content=tuple(content)),
-                         unchanged=True)
+            return Entry(Kind.NODE, name, path, st, previous, node, unchanged=True)
         if stat.S_ISDIR(mode):
             return Entry(Kind.DIR, name, path, st, previous)
         if stat.S_ISSOCK(mode):
@@ -111,9 +110,9 @@ class Lister:
         return Entry(Kind.NODE, name, path, st, previous, node)
 
     def folder(self, name: bytes, path: bytes, st: os.stat_result, previous_tree: bytes | None,
-               ) -> tuple[Node, list[Entry]]:
-        """The folder's own node (without subtree) and its entries in name order;
-        ``previous_tree`` is the folder's tree blob in the parent snapshot.
+               ) -> tuple[Node, list[Entry], list[Node] | None]:
+        """The folder's own node (without subtree), its entries in name order, and the
+        nodes of ``previous_tree`` (the folder's tree blob in the parent snapshot).
         Raises ItemError when the folder cannot be listed."""
         try:
             meta = node_from_stat(name, path, st, self.with_atime)
@@ -121,18 +120,21 @@ class Lister:
         except OSError as exc:
             raise ItemError.from_os("open", path, exc) from None
         previous: dict[bytes, Node] = {}
+        previous_nodes = None
         if previous_tree is not None:
             try:
-                previous = {n.name: n for n in decode_tree(previous_tree)}
+                previous_nodes = decode_tree(previous_tree)
             except IntegrityError:
                 pass  # a damaged parent tree only costs reading the files again
+            else:
+                previous = {n.name: n for n in previous_nodes}
         prefix = path if path.endswith(b"/") else path + b"/"
         out = []
         for child in names:
             e = self.entry(child, prefix + child, previous.get(child))
             if e is not None:
                 out.append(e)
-        return meta, out
+        return meta, out, previous_nodes
 
 
 def is_dir_node(node: Node | None) -> bool:

@@ -75,8 +75,10 @@ def xattrs(path: bytes) -> tuple[tuple[str, bytes], ...]:
     return tuple(out)
 
 
-def node_from_stat(name: bytes, path: bytes, st: os.stat_result, with_atime: bool = False) -> Node:
-    """The node restic records for ``path`` (named ``name`` in its tree) with status ``st``.
+def node_from_stat(name: bytes, path: bytes, st: os.stat_result, with_atime: bool = False,
+                   content: tuple[bytes, ...] | None = None) -> Node:
+    """The node restic records for ``path`` (named ``name`` in its tree) with status ``st``;
+    ``content`` is a file's list of data blobs when already known.
 
     Raises OSError when the link target or the extended attributes cannot be read.
     """
@@ -113,7 +115,7 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result, with_atime: boo
         linktarget=target,
         extended_attributes=() if kind == tree.SYMLINK else xattrs(path),
         device=device,
-        content=None,
+        content=content,
     )
 
 

@@ -47,21 +47,28 @@ class TreeSaver:
         return tree_id, stats
 
     def save(self, item: str, meta: Node, entries: list[FutureNode], previous: Node | None,
-             start: float) -> FutureNode:
-        """The folder ``meta`` with its subtree made of ``entries``, once they are done."""
+             start: float, previous_nodes: list[Node] | None = None) -> FutureNode:
+        """The folder ``meta`` with its subtree made of ``entries``, once they are done.
+        ``previous_nodes`` are the nodes of ``previous`` (the folder in the parent snapshot)."""
         fut = FutureNode()
-        self._nursery.start_soon(self._save, item, meta, entries, previous, start, fut)
+        self._nursery.start_soon(self._save, item, meta, entries, previous, start, previous_nodes, fut)
         return fut
 
     async def _save(self, item: str, meta: Node, entries: list[FutureNode], previous: Node | None,
-                    start: float, fut: FutureNode) -> None:
+                    start: float, previous_nodes: list[Node] | None, fut: FutureNode) -> None:
         nodes = []
         for entry in entries:
             node = await entry.get()
             if node is not None:
                 nodes.append(node)
         entries.clear()
-        tree_id, stats = await self.save_nodes(nodes)
+        if (previous is not None and previous.subtree is not None and nodes == previous_nodes
+                and self.saver.known(BlobType.TREE, previous.subtree)):
+            # Nodes equal field for field encode to the same bytes: the parent's tree is
+            # this tree, no need to encode and hash it again.
+            tree_id, stats = previous.subtree, ItemStats()
+        else:
+            tree_id, stats = await self.save_nodes(nodes)
         node = replace(meta, subtree=tree_id)
         self.reporter.complete_item(item, previous, node, stats, trio.current_time() - start)
         fut.set(node)
