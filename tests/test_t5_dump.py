@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 import trio
-
 from conftest import RepoFixture, make_varied_tree, run_repofs
+from restic_util import PASSWORD, backup, init_repo, needs_restic, restic, restic_env
+
 from repofs.backend.base import FileType, Handle
 from repofs.backend.local import LocalBackend
 from repofs.model.gotime import NS, Timestamp
@@ -30,7 +31,6 @@ from repofs.model.tree import MODE_DIR, Node, encode_tree
 from repofs.repo.index import BlobType, encode_index
 from repofs.repo.pack import PackEntry, encode_header
 from repofs.repo.repository import Repository
-from restic_util import PASSWORD, backup, init_repo, needs_restic, restic, restic_env
 
 pytestmark = needs_restic
 
@@ -447,7 +447,8 @@ def test_hostile_names_are_refused(tmp_path: Path, name: bytes, archive: str) ->
 
 
 async def _dump_bytes(repo_path: Path, tmp_path: Path, fmt_name: str, ahead: int) -> bytes:
-    from repofs.dump.common import Selection, dump as dump_tree
+    from repofs.dump.common import Selection
+    from repofs.dump.common import dump as dump_tree
     from repofs.dump.tar import TarFormat
     from repofs.dump.zip import ZipFormat
     from repofs.trees import TreeLoader

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repofs.dump import tar, zip as zipfmt
+from repofs.dump import tar
+from repofs.dump import zip as zipfmt
 from repofs.dump.common import Entry
 from repofs.model import tree as nodes
 from repofs.model.gotime import NS, Timestamp

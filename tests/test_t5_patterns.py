@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from restic_util import backup, init_repo, needs_restic, restic
 
 from repofs.patterns import BadPattern, PatternList, parse, split_path
-from restic_util import backup, init_repo, needs_restic, restic
 
 
 @pytest.mark.parametrize("pattern,path,expected", [

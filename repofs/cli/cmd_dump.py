@@ -10,9 +10,10 @@ from typing import Any
 import click
 
 from ..dump.common import Selection, dump, dump_file
+from ..dump.output import OutputError
 from ..dump.tar import TarFormat
 from ..dump.zip import ZipFormat
-from ..errors import BackendError, UsageError
+from ..errors import UsageError
 from ..model import tree as nodes
 from ..patterns import PatternList, parse_all
 from ..select import find_snapshot, split_spec
@@ -73,7 +74,7 @@ def _open_target(target: str | None, archive: bool) -> tuple[int, bool]:
     try:
         return os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666), True
     except OSError as exc:
-        raise BackendError(f"{target}: {exc.strerror.lower() if exc.strerror else exc}") from None
+        raise OutputError(f"{target}: {exc.strerror.lower() if exc.strerror else exc}") from None
 
 
 async def _dump(opts: GlobalOptions, spec: str, selection: Selection, archive: str, target: str | None,
