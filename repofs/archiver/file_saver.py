@@ -30,6 +30,7 @@ from .nodes import node_from_stat
 from .report import ItemStats, Reporter
 
 READ_SIZE = 2 << 20
+MIN_READ = 64 << 10
 SEAL_IN_READER = 64 << 10
 BATCH_FILES = 64
 QUEUE = 2 * BATCH_FILES
@@ -53,6 +54,8 @@ class FileReader:
         self.saver = saver
         self.with_atime = with_atime
         self.fd = -1
+        self.expected = -1  # the size fstat gave, -1 for a stream
+        self.consumed = 0
 
     def open(self, name: bytes, path: bytes) -> Node:
         """Open ``path`` and return its node (no content yet). Raises ItemError."""
@@ -80,12 +83,24 @@ class FileReader:
             raise
         self.fd = fd
         self.chunker.reset()
+        self.consumed = 0
+        self.expected = st.st_size
         return node
 
     def attach(self, fd: int) -> None:
         """Read an already open file (standard input) instead of opening one."""
         self.fd = fd
         self.chunker.reset()
+        self.consumed = 0
+        self.expected = -1
+
+    def _read_size(self) -> int:
+        """How much to ask for: a read allocates what it asks for, so a small file gets a
+        small buffer (its size plus one byte, to notice growth), then a small one to see EOF."""
+        if self.expected < 0:
+            return READ_SIZE
+        left = self.expected - self.consumed
+        return min(READ_SIZE, max(left + 1, MIN_READ))
 
     def read(self, path: bytes) -> tuple[list[Chunk], bool]:
         """The chunks completed by the next block, and whether the file ended."""
@@ -95,7 +110,7 @@ class FileReader:
         eof = False
         while got < READ_SIZE:
             try:
-                data = os.read(self.fd, READ_SIZE)
+                data = os.read(self.fd, self._read_size())
             except OSError as exc:
                 raise ItemError.from_os("read", path, exc) from None
             if not data:
@@ -104,6 +119,7 @@ class FileReader:
                 eof = True
             else:
                 got += len(data)
+                self.consumed += len(data)
                 pieces = self.chunker.feed(data)
             for piece in pieces:
                 blob_id = hash_id(piece)
@@ -121,6 +137,7 @@ class FileReader:
             os.close(self.fd)
             self.fd = -1
         self.chunker.reset()
+        self.consumed = 0
 
 
 @dataclass(slots=True)

@@ -63,13 +63,13 @@ class BackupConfig:
 
 
 def return_freed_buffers() -> None:
-    """Have glibc map every buffer of 512 KiB or more on its own, so that freed chunks and
+    """Have glibc map every buffer of 2 MiB or more on its own, so that freed chunks and
     packs go back to the system at once. By default the threshold grows with the largest
     buffer freed, after which multi-MiB buffers stay in the heap and the peak memory of a
     backup about doubles."""
     try:
         libc = ctypes.CDLL(None)
-        libc.mallopt(_M_MMAP_THRESHOLD, 512 << 10)
+        libc.mallopt(_M_MMAP_THRESHOLD, 2 << 20)
     except (OSError, AttributeError):
         pass  # not glibc: nothing to tune
 
@@ -295,8 +295,8 @@ async def _backup(opts: GlobalOptions, cfg: BackupConfig, excludes: list[str]) -
             try:
                 result = await backup(repo, request, selector, progress, cfg.options, cfg.compression,
                                       cfg.pack_size, cfg.dry_run)
-            except EmptySnapshot as exc:
-                raise RepofsError(f"unable to save snapshot: {exc}") from None
+            except* EmptySnapshot as group:
+                raise RepofsError(f"unable to save snapshot: {group.exceptions[0]}") from None
             finally:
                 stop.set()
                 nursery.cancel_scope.cancel()

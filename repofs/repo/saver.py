@@ -30,7 +30,7 @@ from .repository import Repository
 
 # Blobs up to this size are hashed and sealed on the calling thread: a worker thread
 # costs more than the work.
-INLINE_MAX = 16 << 10
+INLINE_MAX = 64 << 10
 
 INDEX_MAX_BLOBS_V1 = 50_000
 INDEX_MAX_BLOBS_V2 = 3 * INDEX_MAX_BLOBS_V1
