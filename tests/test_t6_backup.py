@@ -424,7 +424,7 @@ def test_missing_targets(tmp_path: Path, source: Path) -> None:
     assert b"does not exist, skipping" in proc.stderr
     proc = repofs("-r", repo, "backup", tmp_path / "nope", check=False)
     assert proc.returncode == 1 and b"all target directories/files do not exist" in proc.stderr
-    proc = repofs("-r", repo, "backup", "--exclude", "docs", source / "docs", check=False)
+    proc = repofs("-r", repo, "backup", "--exclude", "docs", "docs", cwd=source, check=False)
     assert proc.returncode == 1 and b"unable to save snapshot: snapshot is empty" in proc.stderr
     listed = tmp_path / "list"
     listed.write_text(f"# a comment\n{source}/docs/note-0*\n\n{source}/empty\n")
