@@ -82,7 +82,10 @@ class RestBackend:
         return resp.content
 
     async def save(self, h: Handle, data: bytes) -> None:
-        resp = await self._request(str(h), "POST", self.url(h), content=data,
+        # httpx sends only bytes as a body in memory; it would take a bytearray (a pack from
+        # the packer) for a synchronous stream.
+        body = data if isinstance(data, bytes) else bytes(data)
+        resp = await self._request(str(h), "POST", self.url(h), content=body,
                                    headers={"Content-Type": "application/octet-stream"})
         if resp.status_code != 200:
             raise _error(str(h), resp)
