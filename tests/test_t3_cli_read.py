@@ -75,6 +75,12 @@ def test_cat_files_equal(restic_repo: RepoFixture) -> None:
             assert ours == theirs, (kind, ident)
 
 
+def test_cat_latest_snapshot(restic_repo: RepoFixture) -> None:
+    newest = restic_repo.snapshot_ids[-1]
+    assert run_repofs("-r", restic_repo.path, "cat", "snapshot", "latest").stdout == \
+        restic(restic_repo.path, "cat", "snapshot", newest)
+
+
 def test_cat_blobs_and_packs_equal(restic_repo: RepoFixture) -> None:
     lines = restic(restic_repo.path, "list", "blobs").decode().split("\n")
     blobs = [line.split() for line in lines if line]

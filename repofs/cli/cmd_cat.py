@@ -62,7 +62,10 @@ async def _object(repo: Repository, type: str, ident: str) -> bytes:
         index_id = await repo.find_id(FileType.INDEX, ident)
         return await repo.load_unpacked(FileType.INDEX, index_id) + b"\n"  # restic prints a newline more
     if type == "snapshot":
-        snap_id = await repo.find_id(FileType.SNAPSHOT, ident)
+        if ident == "latest":
+            snap_id = find_snapshot(await repo.load_snapshots(), ident).id
+        else:
+            snap_id = await repo.find_id(FileType.SNAPSHOT, ident)
         return go_indent(json.loads(await repo.load_unpacked(FileType.SNAPSHOT, snap_id))) + b"\n"
     if type == "pack":
         return await repo.backend.load(Handle(FileType.PACK, (await repo.find_id(FileType.PACK, ident)).hex()))
