@@ -451,7 +451,6 @@ async def _dump_bytes(repo_path: Path, tmp_path: Path, fmt_name: str, ahead: int
     from repofs.dump.common import dump as dump_tree
     from repofs.dump.tar import TarFormat
     from repofs.dump.zip import ZipFormat
-    from repofs.trees import TreeLoader
 
     backend = LocalBackend(str(repo_path))
     repo = await Repository.open(backend, PASSWORD.encode())
@@ -461,7 +460,7 @@ async def _dump_bytes(repo_path: Path, tmp_path: Path, fmt_name: str, ahead: int
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         fmt = TarFormat() if fmt_name == "tar" else ZipFormat()
-        stats = await dump_tree(repo, TreeLoader(repo), snap.tree, Selection(), fmt, fd, ahead=ahead)
+        stats = await dump_tree(repo, snap.tree, Selection(), fmt, fd, ahead=ahead)
     finally:
         os.close(fd)
         await backend.close()

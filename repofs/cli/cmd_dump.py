@@ -94,7 +94,7 @@ async def _dump(opts: GlobalOptions, spec: str, selection: Selection, archive: s
                 assert single is not None
                 await dump_file(repo, selection.targets[0], single, fd)
             else:
-                await dump(repo, trees, tree_id, selection, FORMATS[archive](), fd, warn=_warn(opts))
+                await dump(repo, tree_id, selection, FORMATS[archive](), fd, warn=_warn(opts))
         finally:
             if opened:
                 os.close(fd)

@@ -35,7 +35,6 @@ from ..model import tree as nodes
 from ..model.tree import Node
 from ..patterns import PatternList
 from ..repo.index import BlobLocation, BlobType
-from ..trees import TreeLoader
 from .fetch import PackReader, close_enough, fetch_range
 from .output import Buffer, Output
 from .treewalk import NodeBatch, walk_batches
@@ -433,12 +432,12 @@ def _ignore(message: str) -> None:
     pass
 
 
-async def dump(repo: PackReader, trees: TreeLoader, tree_id: bytes, selection: Selection,
+async def dump(repo: PackReader, tree_id: bytes, selection: Selection,
                fmt: ArchiveFormat, fd: int, *, ahead: int = AHEAD, warn: Warn = _ignore) -> DumpStats:
     """Write the selected nodes below ``tree_id`` to ``fd`` as ``fmt``."""
 
     async def source(send: trio.MemorySendChannel[NodeBatch]) -> None:
-        await walk_batches(repo, trees, tree_id, selection.descend, send)
+        await walk_batches(repo, tree_id, selection.descend, send)
 
     return await _Pipeline(repo, fmt, ahead, warn).run(source, selection, fd)
 

@@ -4,7 +4,7 @@
 of many small files both cost more than everything else. Here the walk sends the
 siblings up to the next folder it enters as one list, and when it opens a tree it
 fetches the trees of the folders it will enter next in as few reads as their packs
-allow, through the TreeLoader's cache (so nothing is loaded twice).
+allow, through a TreeLoader cache of its own (so nothing is loaded twice).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import trio
 
+from ..cache.blobcache import BlobCache
 from ..errors import RepofsError
 from ..model.tree import Node
 from ..repo.index import BlobLocation, BlobType
@@ -25,6 +26,7 @@ Descend = Callable[[bytes, Node], bool]
 
 BATCH = 256  # nodes per batch at most
 PREFETCH = 8  # groups of trees read ahead of the walk at once
+CACHE = 16 << 20  # trees fetched ahead and not yet walked, in bytes; the walk needs no more
 
 
 class _Group:
@@ -94,13 +96,16 @@ class TreeFetcher:
         return await self.repo.load_blob(type, blob_id)
 
 
-async def walk_batches(repo: PackReader, trees: TreeLoader, tree_id: bytes, descend: Descend,
+async def walk_batches(repo: PackReader, tree_id: bytes, descend: Descend,
                        send: trio.MemorySendChannel[NodeBatch]) -> None:
     """Send ``(path, node)`` for every node below ``tree_id`` in restic's order (sorted
     names, each folder followed by its contents) as lists: the siblings up to the next
     folder walked into. ``descend`` decides which folders the walk enters."""
     fetcher = TreeFetcher(repo)
-    loader = TreeLoader(fetcher, trees.cache)
+    # Each tree is walked once: a cache as large as the TreeLoader's (made for browsing)
+    # would only keep what is done with. A tree pushed out before the walk gets to it is
+    # loaded again, alone.
+    loader = TreeLoader(fetcher, BlobCache(CACHE))
     limiter = trio.CapacityLimiter(PREFETCH)
     with send:
         async with trio.open_nursery() as nursery:
