@@ -135,8 +135,8 @@ def test_large_file_same_blobs_restic_first(tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
     big.write_bytes(bytes(data))
     repo = init_repo(tmp_path / "repo")
-    theirs = summary(restic(repo, "backup", "--json", big))
-    ours = summary(repofs("-r", repo, "backup", "--json", "--force", big).stdout)
+    theirs = summary(restic(repo, "backup", "--json", "big.bin", cwd=tmp_path))
+    ours = summary(repofs("-r", repo, "backup", "--json", "--force", "big.bin", cwd=tmp_path).stdout)
     assert theirs["data_blobs"] >= 3
     assert ours["data_blobs"] == 0 and ours["tree_blobs"] == 0
     assert tree_of(repo, ours) == tree_of(repo, theirs)

@@ -56,9 +56,10 @@ class FileReader:
         self.fd = -1
         self.expected = -1  # the size fstat gave, -1 for a stream
         self.consumed = 0
+        self.failed: ItemError | None = None  # a read error held back for the next call
 
-    def open(self, name: bytes, path: bytes) -> Node:
-        """Open ``path`` and return its node (no content yet). Raises ItemError."""
+    def open(self, name: bytes, path: bytes) -> os.stat_result:
+        """Open ``path`` and return its status. Raises ItemError."""
         try:
             try:
                 fd = os.open(path, _OPEN_FLAGS | _NOATIME)
@@ -72,7 +73,6 @@ class FileReader:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise ItemError(f"file {os.fsdecode(path)} changed type, refusing to archive")
-            node = node_from_stat(name, path, st, self.with_atime)
             if hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         except OSError as exc:
@@ -85,7 +85,17 @@ class FileReader:
         self.chunker.reset()
         self.consumed = 0
         self.expected = st.st_size
-        return node
+        return st
+
+    def node(self, name: bytes, path: bytes, st: os.stat_result, chunks: list[Chunk] | None = None) -> Node:
+        """The file's node from ``fstat``; complete when ``chunks`` are all of its content."""
+        try:
+            if chunks is None:
+                return node_from_stat(name, path, st, self.with_atime)
+            return node_from_stat(name, path, st, self.with_atime, tuple(c.id for c in chunks),
+                                  sum(len(c.data) for c in chunks))
+        except OSError as exc:
+            raise ItemError.from_os("listxattr", path, exc) from None
 
     def attach(self, fd: int) -> None:
         """Read an already open file (standard input) instead of opening one."""
@@ -108,11 +118,19 @@ class FileReader:
         out: list[Chunk] = []
         got = 0
         eof = False
+        if self.failed is not None:
+            error, self.failed = self.failed, None
+            raise error
         while got < READ_SIZE:
             try:
                 data = os.read(self.fd, self._read_size())
             except OSError as exc:
-                raise ItemError.from_os("read", path, exc) from None
+                error = ItemError.from_os("read", path, exc)
+                if out:
+                    # Chunks claimed in this call must reach the caller: fail on the next.
+                    self.failed = error
+                    return out, False
+                raise error from None
             if not data:
                 last = self.chunker.finish()
                 pieces = [last] if last else []
@@ -138,6 +156,7 @@ class FileReader:
             self.fd = -1
         self.chunker.reset()
         self.consumed = 0
+        self.failed = None
 
 
 @dataclass(slots=True)
@@ -159,7 +178,7 @@ class _Opened:
     job: _Job
     node: Node | None = None
     chunks: list[Chunk] = field(default_factory=list)
-    eof: bool = False
+    eof: bool = False  # then ``node`` is complete: content and size are in it
     error: ItemError | None = None
 
 
@@ -168,12 +187,12 @@ def read_batch(reader: FileReader, jobs: list[_Job]) -> list[_Opened]:
     that did not end within one block: it stays open in ``reader`` for the caller."""
     out = []
     for job in jobs:
+        st = None
         try:
             if job.meta is not None:
                 reader.attach(job.fd)
-                node = job.meta
             else:
-                node = reader.open(job.name, job.path)
+                st = reader.open(job.name, job.path)
         except ItemError as exc:
             out.append(_Opened(job, error=exc))
             continue
@@ -181,9 +200,20 @@ def read_batch(reader: FileReader, jobs: list[_Job]) -> list[_Opened]:
             chunks, eof = reader.read(job.path)
         except ItemError as exc:
             reader.close()
-            out.append(_Opened(job, node, error=exc))
+            out.append(_Opened(job, error=exc))
             continue
-        out.append(_Opened(job, node, chunks, eof))
+        try:
+            if job.meta is not None:
+                node = job.meta
+            else:
+                assert st is not None
+                node = reader.node(job.name, job.path, st, chunks if eof else None)
+        except ItemError as exc:
+            # The chunks are claimed already: they must still be stored.
+            reader.close()
+            out.append(_Opened(job, None, chunks, error=exc))
+            continue
+        out.append(_Opened(job, node, chunks, eof and job.meta is None))
         if not eof:
             break
         reader.close()
@@ -193,13 +223,14 @@ def read_batch(reader: FileReader, jobs: list[_Job]) -> list[_Opened]:
 @dataclass(slots=True)
 class _FileState:
     job: _Job
-    node: Node
+    node: Node | None
     start: float
     content: list[bytes] = field(default_factory=list)
     size: int = 0
     stats: ItemStats = field(default_factory=ItemStats)
     pending: int = 0
     read_done: bool = False
+    final: bool = False  # ``node`` already holds content and size
 
 
 class FileSaver:
@@ -309,10 +340,6 @@ class FileSaver:
             self.reporter.complete_item(job.item, job.previous, None, ItemStats(), 0.0)
         for opened in results:
             job = opened.job
-            if opened.node is None:
-                assert opened.error is not None
-                self._fail(job, opened.error)
-                continue
             state = _FileState(job, opened.node, start)
             for chunk in opened.chunks:
                 await self._take(state, chunk)
@@ -322,6 +349,7 @@ class FileSaver:
             if not opened.eof:
                 await self._read_rest(reader, state)
                 continue
+            state.final = True
             state.read_done = True
             if not state.pending:
                 self._complete(state)
@@ -379,7 +407,10 @@ class FileSaver:
 
     def _complete(self, state: _FileState) -> None:
         job = state.job
-        node = replace(state.node, content=tuple(state.content), size=state.size)
+        node = state.node
+        assert node is not None
+        if not state.final:
+            node = replace(node, content=tuple(state.content), size=state.size)
         self.reporter.complete_item(job.item, job.previous, node, state.stats,
                                     trio.current_time() - state.start)
         job.future.set(node)

@@ -76,9 +76,10 @@ def xattrs(path: bytes) -> tuple[tuple[str, bytes], ...]:
 
 
 def node_from_stat(name: bytes, path: bytes, st: os.stat_result, with_atime: bool = False,
-                   content: tuple[bytes, ...] | None = None) -> Node:
+                   content: tuple[bytes, ...] | None = None, size: int | None = None) -> Node:
     """The node restic records for ``path`` (named ``name`` in its tree) with status ``st``;
-    ``content`` is a file's list of data blobs when already known.
+    ``content`` is a file's list of data blobs when already known, ``size`` the bytes read
+    from it when that differs from ``st``.
 
     Raises OSError when the link target or the extended attributes cannot be read.
     """
@@ -86,10 +87,12 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result, with_atime: boo
     kind = tree.node_type_from_posix(mode)
     mtime = local_time(st.st_mtime_ns)
     atime = local_time(st.st_atime_ns) if with_atime else mtime
-    size = links = device = 0
+    links = device = 0
     target = None
+    if kind != tree.FILE:
+        size = 0
     if kind == tree.FILE:
-        size = st.st_size
+        size = st.st_size if size is None else size
         links = st.st_nlink
     elif kind == tree.SYMLINK:
         target = os.fsdecode(os.readlink(path))
