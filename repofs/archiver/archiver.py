@@ -57,10 +57,11 @@ class Archiver:
 
     def __init__(self, saver: BlobSaver, trees: TreeLoader, polynomial: int, selector: Selector,
                  reporter: Reporter, nursery: trio.Nursery, cpu: trio.CapacityLimiter,
-                 options: ArchiverOptions = ArchiverOptions()) -> None:
+                 options: ArchiverOptions | None = None) -> None:
         self.saver = saver
         self.trees = trees
         self.reporter = reporter
+        options = options or ArchiverOptions()
         self.options = options
         self.lister = Lister(selector, lambda blob: saver.known(BlobType.DATA, blob),
                              options.with_atime, options.ignore_ctime, options.ignore_inode)

@@ -178,7 +178,8 @@ class _Opened:
     job: _Job
     node: Node | None = None
     chunks: list[Chunk] = field(default_factory=list)
-    eof: bool = False  # then ``node`` is complete: content and size are in it
+    eof: bool = False  # the whole file was read
+    complete: bool = False  # ``node`` holds the content and size already
     error: ItemError | None = None
 
 
@@ -213,7 +214,7 @@ def read_batch(reader: FileReader, jobs: list[_Job]) -> list[_Opened]:
             reader.close()
             out.append(_Opened(job, None, chunks, error=exc))
             continue
-        out.append(_Opened(job, node, chunks, eof and job.meta is None))
+        out.append(_Opened(job, node, chunks, eof, complete=eof and job.meta is None))
         if not eof:
             break
         reader.close()
@@ -349,7 +350,7 @@ class FileSaver:
             if not opened.eof:
                 await self._read_rest(reader, state)
                 continue
-            state.final = True
+            state.final = opened.complete
             state.read_done = True
             if not state.pending:
                 self._complete(state)

@@ -83,7 +83,7 @@ def _user() -> tuple[str, int, int]:
 
 
 async def backup(repo: Repository, request: BackupRequest, selector: Selector, reporter: Reporter,
-                 options: ArchiverOptions = ArchiverOptions(),
+                 options: ArchiverOptions | None = None,
                  compression: Compression = Compression.AUTO, pack_size: int = DEFAULT_PACK_SIZE,
                  dry_run: bool = False) -> BackupResult:
     """Back up ``request`` into ``repo`` (index loaded, lock held by the caller)."""
@@ -95,7 +95,7 @@ async def backup(repo: Repository, request: BackupRequest, selector: Selector, r
     async with trio.open_nursery() as nursery:
         saver = BlobSaver(repo, nursery, compression, pack_size, dry_run)
         arch = Archiver(saver, trees, repo.config.chunker_polynomial, selector, reporter, nursery,
-                        repo.cpu, options)
+                        repo.cpu, options or ArchiverOptions())
         if atree is not None:
             root = await arch.save_root(atree, parent_tree)
         else:

@@ -20,7 +20,7 @@ from ..errors import BackendError, UsageError
 from ..model.ids import hash_id
 from .crypto import OVERHEAD, Key
 from .index import BlobType, Entry
-from .pack import ENTRY_COMPRESSED, ENTRY_PLAIN, HEADER_LEN_SIZE, MAX_HEADER, PackEntry, encode_header
+from .pack import ENTRY_COMPRESSED, ENTRY_PLAIN, MAX_HEADER, PackEntry, encode_header
 
 MIB = 1 << 20
 DEFAULT_PACK_SIZE = 16 * MIB
