@@ -12,6 +12,7 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -193,10 +194,15 @@ _blob = st.one_of(st.binary(min_size=1, max_size=5000),
                   st.integers(1, 300_000).map(lambda n: b"text " * (n // 5 + 1)))
 
 
+# Every deflate implementation zip.py can use here: zlib, and ISA-L when it is installed.
+DEFLATERS = [zlib] + ([zipfmt._isal_zlib] if zipfmt._isal_zlib is not None else [])
+
+
+@pytest.mark.parametrize("module", DEFLATERS, ids=lambda m: m.__name__)
 @settings(max_examples=40, deadline=None)
 @given(st.lists(_blob, min_size=1, max_size=5))
-def test_deflate_pieces_concatenate(blobs: list[bytes]) -> None:
-    pieces = [zipfmt.deflate_piece(b) for b in blobs]
+def test_deflate_pieces_concatenate(module: Any, blobs: list[bytes]) -> None:
+    pieces = [zipfmt.deflate_piece(b, module=module) for b in blobs]
     stream = b"".join(bytes(p) for piece in pieces for p in piece.parts) + zipfmt.FINAL_BLOCK
     assert sum(p.encoded_size for p in pieces) + 2 == len(stream)
     d = zlib.decompressobj(-15)
@@ -204,14 +210,15 @@ def test_deflate_pieces_concatenate(blobs: list[bytes]) -> None:
     assert d.eof and not d.unused_data
 
 
-def test_incompressible_blobs_are_stored() -> None:
+@pytest.mark.parametrize("module", DEFLATERS, ids=lambda m: m.__name__)
+def test_incompressible_blobs_are_stored(module: Any) -> None:
     data = os.urandom(300_000)
-    piece = zipfmt.deflate_piece(data)
+    piece = zipfmt.deflate_piece(data, module=module)
     segments = -(-len(data) // zipfmt.SEGMENT)
     assert piece.encoded_size == len(data) + 5 * segments  # one stored block per segment
-    text = zipfmt.deflate_piece(b"abc" * 100_000)
+    text = zipfmt.deflate_piece(b"abc" * 100_000, module=module)
     assert text.encoded_size < 10_000
-    mixed = zipfmt.deflate_piece(data[:100_000] + b"abc" * 100_000 + data[100_000:200_000])
+    mixed = zipfmt.deflate_piece(data[:100_000] + b"abc" * 100_000 + data[100_000:200_000], module=module)
     assert mixed.encoded_size < 200_000 + 2 * zipfmt.SEGMENT + 1000  # misjudged at most at the two seams
 
 
