@@ -43,7 +43,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="JSON results (default bench-results/bench-PROFILE-TIME.json in the checkout)")
     parser.add_argument("--work-dir", type=Path, metavar="DIR",
                         help="where the temporary work folder (repositories, mountpoints, caches) goes")
-    parser.add_argument("--timeout", type=float, default=7200.0, help="seconds allowed per command")
+    parser.add_argument("--timeout", type=float, default=7200.0, help="seconds allowed per command (default 7200)")
+    parser.add_argument("--stall", type=float, default=120.0,
+                        help="seconds without output after which a dump or a reader of a mount counts as "
+                             "hung (default 120); a hung mount's FUSE connection is aborted")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -172,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             results["index"] = figures
             print("\n" + print_index(figures), flush=True)
 
-        ctx = ops.Context(procs, repofs_tool, restic_tool, ds, work, args.rounds, args.timeout, log, fuse_missing())
+        ctx = ops.Context(procs, repofs_tool, restic_tool, ds, work, args.rounds, args.timeout,
+                          args.stall, log, fuse_missing())
         wanted = [g for g in ops.GROUPS if g in groups]
         if NEEDS_READ_REPO & set(wanted):
             log("restic backup of the dataset into the read repository")

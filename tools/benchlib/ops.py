@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .dataset import Dataset
-from .procs import CommandFailed, Mount, Processes, Run
+from .procs import CommandFailed, Mount, Processes, Run, abort_fuse
 from .report import NOT_IMPLEMENTED, OK, SKIPPED, Measure, Row, megabytes
 from .tools import Tool
 
@@ -38,6 +38,7 @@ class Context:
     work: Path
     rounds: int
     timeout: float
+    stall: float
     log: Callable[[str], None]
     fuse_missing: str | None
     read_repo: Path | None = None
@@ -50,8 +51,10 @@ class Context:
     def tools(self) -> tuple[Tool, Tool]:
         return self.repofs, self.restic
 
-    def run(self, cmd: list[str], tool: Tool, cwd: Path | None = None) -> Run:
-        return self.procs.run(cmd, tool.env, cwd, self.timeout)
+    def run(self, cmd: list[str], tool: Tool, cwd: Path | None = None, streams: bool = False,
+            on_hang: Callable[[], object] | None = None) -> Run:
+        """Run ``cmd``; one that ``streams`` output is taken for hung after ``stall`` quiet seconds."""
+        return self.procs.run(cmd, tool.env, cwd, self.timeout, self.stall if streams else None, on_hang)
 
     def must(self, cmd: list[str], tool: Tool, cwd: Path | None = None) -> Run:
         """An untimed step that has to work for the benchmark to go on."""
@@ -197,7 +200,7 @@ def dump(ctx: Context) -> list[Row]:
 
     def one(key: str, args: list[str], check: Check) -> Session:
         def session(tool: Tool, r: int) -> dict[str, Measure]:
-            return {key: measure(r, ctx.run(tool(repo, "dump", *args), tool), check)}
+            return {key: measure(r, ctx.run(tool(repo, "dump", *args), tool, streams=True), check)}
         return Session([key], "dump", session)
 
     alternate(ctx, rows, [
@@ -234,7 +237,9 @@ def mount(ctx: Context) -> list[Row]:
             try:
                 listing = mounted.wait_listing()
                 reader = readers[key]
-                done = ctx.run(reader[0](mnt), tool) if reader else None
+                done = None
+                if reader:
+                    done = ctx.run(reader[0](mnt), tool, streams=True, on_hang=lambda: abort_fuse(mnt))
             except BaseException:
                 try:
                     mounted.stop()

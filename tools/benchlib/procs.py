@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import signal
 import subprocess
 import tempfile
 import threading
 import time
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,16 +111,24 @@ class Run:
     out_lines: int
     returncode: int
     stderr: str
-    timed_out: bool = False
+    killed: str | None = None  # why the watchdog ended it
 
     def error(self) -> str | None:
         """None if the command succeeded, else a one-line reason."""
-        if self.timed_out:
-            return "timed out"
+        if self.killed:
+            return self.killed
         if self.returncode != 0:
-            lines = [line for line in self.stderr.strip().splitlines() if line.strip()]
-            return f"exit {self.returncode}: {lines[-1].strip() if lines else 'no message'}"
+            return f"exit {self.returncode}: {summary(self.stderr)}"
         return None
+
+
+def summary(stderr: str) -> str:
+    """One line of an error output: a traceback's last exception, else its first and last lines."""
+    lines = [line.strip(" |+-") for line in stderr.splitlines()]
+    lines = [line for line in lines if line]
+    exceptions = [line for line in lines if re.match(r"[\w.]*(Error|Exception|Interrupt)\b", line)]
+    text = exceptions[-1] if exceptions else " ... ".join(dict.fromkeys(lines[:1] + lines[-1:]))
+    return text[:300] or "no message"
 
 
 class Processes:
@@ -171,24 +180,41 @@ class Processes:
         return -9 if code is None else code
 
     def run(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path | None = None,
-            timeout: float = 3600.0) -> Run:
-        """Run ``cmd`` to its end, draining and counting its output; time it from the spawn."""
+            timeout: float = 3600.0, stall: float | None = None,
+            on_hang: Callable[[], object] | None = None) -> Run:
+        """Run ``cmd`` to its end, draining and counting its output; time it from the spawn.
+
+        A watchdog kills it after ``timeout`` seconds, or after ``stall`` seconds without a
+        byte of output, calling ``on_hang`` first (to abort a stuck mount under a reader).
+        """
         with tempfile.TemporaryFile() as err, tempfile.TemporaryDirectory() as scratch:
             rss_file = Path(scratch, "rss")
             start = time.perf_counter()
             proc = self.spawn(launcher(rss_file) + list(cmd), env, cwd, subprocess.PIPE, err)
-            timed_out = threading.Event()
+            last_output = [time.monotonic()]
+            killed: list[str] = []
+            finished = threading.Event()
 
-            def kill() -> None:
-                timed_out.set()
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            def watch() -> None:
+                began = time.monotonic()
+                while not finished.wait(0.5):
+                    now = time.monotonic()
+                    if now - began > timeout:
+                        killed.append(f"timed out after {timeout:.0f} s")
+                    elif stall is not None and now - last_output[0] > stall:
+                        killed.append(f"hung: no output for {stall:.0f} s")
+                    else:
+                        continue
+                    if on_hang is not None:
+                        on_hang()
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    return
 
-            timer = threading.Timer(timeout, kill)
-            timer.daemon = True
-            timer.start()
+            watchdog = threading.Thread(target=watch, daemon=True)
+            watchdog.start()
             out_bytes = out_lines = 0
             try:
                 assert proc.stdout is not None
@@ -196,10 +222,11 @@ class Processes:
                 while chunk := read(1 << 20):
                     out_bytes += len(chunk)
                     out_lines += chunk.count(b"\n")
+                    last_output[0] = time.monotonic()
                 proc.stdout.close()
                 code = self.reap(proc)
             finally:
-                timer.cancel()
+                finished.set()
                 if proc.returncode is None:
                     self.end(proc)
             seconds = time.perf_counter() - start
@@ -207,14 +234,14 @@ class Processes:
             stderr = err.read()[-20_000:].decode(errors="replace")
             rss = read_rss(rss_file)
         assert code is not None
-        return Run(seconds, rss, out_bytes, out_lines, code, stderr, timed_out.is_set())
+        return Run(seconds, rss, out_bytes, out_lines, code, stderr, killed[0] if killed else None)
 
     def unmount(self, mountpoint: Path, lazy: bool = False) -> bool:
         """``fusermount3 -u`` (``-uz`` if lazy); True if nothing is mounted there after."""
-        if os.path.ismount(mountpoint):
+        if mount_device(mountpoint):
             subprocess.run(["fusermount3", "-uz" if lazy else "-u", str(mountpoint)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        mounted = os.path.ismount(mountpoint)
+        mounted = mount_device(mountpoint) is not None
         if not mounted and mountpoint in self.mounts:
             self.mounts.remove(mountpoint)
         return not mounted
@@ -224,7 +251,9 @@ class Processes:
         notes = []
         for mountpoint in list(self.mounts):
             if not self.unmount(mountpoint):
-                self.unmount(mountpoint, lazy=True)
+                abort_fuse(mountpoint)
+                if not self.unmount(mountpoint):
+                    self.unmount(mountpoint, lazy=True)
             notes.append(f"unmounted {mountpoint}")
             if mountpoint in self.mounts:
                 self.mounts.remove(mountpoint)
@@ -265,7 +294,7 @@ class Mount:
         while time.monotonic() < deadline:
             if self.procs.reap(self.proc, block=False) is not None:
                 raise CommandFailed(f"mount exited with {self.proc.returncode}: {self.tail()}")
-            if os.path.ismount(self.mountpoint):
+            if mount_device(self.mountpoint):
                 names = listdir_within(snapshots, deadline - time.monotonic())
                 if names:
                     return time.perf_counter() - self.started
@@ -276,8 +305,12 @@ class Mount:
         """Unmount, wait for the process to end; its peak RSS in bytes."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout
-        while not self.procs.unmount(self.mountpoint) and time.monotonic() < deadline:
-            time.sleep(0.1)  # busy for a moment after a reader closed its files
+        while not self.procs.unmount(self.mountpoint):
+            if time.monotonic() > deadline - timeout / 2:  # stuck, not just busy for a moment
+                abort_fuse(self.mountpoint)
+                self.procs.unmount(self.mountpoint) or self.procs.unmount(self.mountpoint, lazy=True)
+                break
+            time.sleep(0.1)
         while time.monotonic() < deadline:
             if self.procs.reap(self.proc, block=False) is not None:
                 return read_rss(self.rss_file)
@@ -292,6 +325,43 @@ class Mount:
         except OSError:
             return "no log"
         return lines[-1] if lines else "no output"
+
+
+def mount_device(path: Path) -> str | None:
+    """``major:minor`` of what is mounted at ``path``, from /proc/self/mountinfo.
+
+    Unlike ``os.path.ismount`` this never touches the mount, which may be stuck.
+    """
+    target = os.path.join(os.path.realpath(path.parent), path.name)
+    found = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            where = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])
+            if where == target:
+                found = fields[2]
+    return found
+
+
+def abort_fuse(path: Path) -> bool:
+    """Abort the FUSE connection at ``path``: its pending requests fail, nobody waits on it.
+
+    Through fusectl's ``abort`` file where mounted, else (as root) with ``umount -f``, which
+    aborts a FUSE connection before it tries to unmount. False if neither was possible.
+    """
+    device = mount_device(path)
+    if device is None:
+        return False
+    try:
+        Path("/sys/fs/fuse/connections", device.split(":")[1], "abort").write_text("1")
+        return True
+    except OSError:
+        pass
+    if os.geteuid() == 0:
+        subprocess.run(["umount", "-f", str(path)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
+        return True
+    return False
 
 
 def listdir_within(path: Path, timeout: float) -> list[str]:
