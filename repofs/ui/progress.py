@@ -283,7 +283,7 @@ class BackupProgress:
             self._bar = tqdm(total=t.bytes or None, unit="B", unit_scale=True, unit_divisor=1024,
                              file=self.out, leave=False, dynamic_ncols=True, mininterval=0,
                              bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
-                                        "[{elapsed}<{remaining}, {rate_fmt}] {postfix}")
+                                        "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
         bar = self._bar
         if t.bytes and bar.total != t.bytes:
             bar.total = t.bytes
