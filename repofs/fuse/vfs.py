@@ -267,12 +267,15 @@ class VFS:
             except RepofsError as exc:  # a damaged or vanished snapshot file: leave it out
                 self._report(f"snapshot {snapshot_id.hex()[:8]}", exc)
 
-        async with trio.open_nursery() as nursery:
-            for snapshot_id in new:
-                nursery.start_soon(load, snapshot_id)
-        if new or not self._index_loaded:
+        async def load_index() -> None:
             await self.repo.load_index()
             self._index_loaded = True
+
+        async with trio.open_nursery() as nursery:
+            if new or not self._index_loaded:  # new snapshots may need new packs
+                nursery.start_soon(load_index)
+            for snapshot_id in new:
+                nursery.start_soon(load, snapshot_id)
         self._snapshots = known
         c = self.config
         chosen = filter_snapshots(list(known.values()), c.hosts, c.tags, c.paths)
