@@ -42,7 +42,7 @@ from .treewalk import NodeBatch, walk_batches
 __all__ = ["ArchiveFormat", "Buffer", "Chunk", "DumpStats", "Entry", "Job", "RawFormat",
            "Selection", "check_name", "dump", "dump_file", "link_target"]
 
-AHEAD = 24 << 20  # bytes of blobs fetched ahead of the writer
+AHEAD = 16 << 20  # bytes of blobs fetched ahead of the writer
 MIN_JOB = 512 << 10  # a job this large starts at once, before the writer asks for it
 BATCH = 256  # items handed to the writer at once
 NODES_AHEAD = 4  # batches

@@ -26,7 +26,7 @@ Descend = Callable[[bytes, Node], bool]
 
 BATCH = 256  # nodes per batch at most
 PREFETCH = 8  # groups of trees read ahead of the walk at once
-CACHE = 16 << 20  # trees fetched ahead and not yet walked, in bytes; the walk needs no more
+CACHE = 8 << 20  # trees fetched ahead and not yet walked, in bytes; the walk needs no more
 
 
 class _Group:
