@@ -500,3 +500,32 @@ def test_damaged_tree_fails_naming_the_folder(restic_repo: RepoFixture, tmp_path
     assert proc.returncode == 1
     assert proc.stderr.startswith(b"repofs: /docs/deep: tree blob") and b"damaged pack" in proc.stderr
     assert b"docs/deep/deeper" not in proc.stdout
+
+
+def test_a_damaged_copy_is_replaced_by_an_intact_one(tmp_path: Path) -> None:
+    """The same data blob in two packs: with the copy the index lists first damaged, the
+    dump reads the other one and succeeds."""
+    repo_path = init_repo(tmp_path / "repo")
+    content = os.urandom(50_000)
+    _craft(repo_path, [b"a.bin"], content)
+    _craft(repo_path, [b"a.bin"], content)
+
+    async def first_copy() -> tuple[bytes, int, int]:
+        backend = LocalBackend(str(repo_path))
+        repo = await Repository.open(backend, PASSWORD.encode())
+        await repo.load_index()
+        copies = repo.index.lookup(hash_id(content), BlobType.DATA)
+        await backend.close()
+        assert len(copies) == 2
+        return copies[0].pack_id, copies[0].offset, copies[0].length
+
+    pack_id, offset, length = trio.run(first_copy)
+    pack = repo_path / "data" / pack_id.hex()[:2] / pack_id.hex()
+    os.chmod(pack, 0o600)
+    data = bytearray(pack.read_bytes())
+    data[offset + length // 2] ^= 0x55
+    pack.write_bytes(bytes(data))
+    assert dump(repo_path, "latest", "/sub/a.bin").stdout == content
+    with tarfile.open(fileobj=io.BytesIO(dump(repo_path, "latest", "/").stdout), mode="r:") as tf:
+        member = tf.extractfile("sub/a.bin")
+        assert member is not None and member.read() == content
