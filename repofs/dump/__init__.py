@@ -2,16 +2,19 @@
 
 The abstractions:
 
-* a ``Selection`` decides which nodes of a snapshot tree go out (the paths asked for,
-  include and exclude patterns) and keeps the parent folders of what it picks;
-* an ``Entry`` is one archive member: its relative path, its node, its size and the
-  ``Chunk`` list of data blobs that make its content;
-* a ``Job`` is one ranged read of a pack holding neighbouring blobs, decoded in a
-  worker thread; chunks point into the jobs;
+* a ``Selection`` (``common``) decides which nodes of a snapshot tree go out (the paths
+  asked for, include and exclude patterns) and keeps the parent folders of what it picks;
+* ``treewalk.walk_batches`` walks the tree in restic's order, in batches of nodes, and
+  fetches the trees of the folders ahead of it in grouped reads (``TreeFetcher``);
+* an ``Entry`` is one archive member: its relative path, its node, its size; the
+  ``Chunk``s of its content follow it to the writer;
+* a ``Job`` is one ranged read of a pack holding neighbouring blobs, possibly of many
+  files; ``fetch.fetch_range`` reads and decodes it (and retries a damaged blob from its
+  other copies);
 * an ``ArchiveFormat`` (``tar.TarFormat``, ``zip.ZipFormat``, ``common.RawFormat``)
   turns entries and blob plaintexts into the bytes of the output;
-* ``Output`` writes those bytes to a file descriptor from a thread.
+* ``output.Output`` writes those bytes to a file descriptor from a thread.
 
-``common.dump`` wires them into one pipeline: walk -> plan -> fetch and decode ->
-write, each stage running ahead of the next within a byte budget.
+``common.dump`` and ``common.dump_file`` wire them into one pipeline: walk -> plan ->
+fetch and decode -> write, each stage running ahead of the next within a byte budget.
 """
