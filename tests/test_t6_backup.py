@@ -431,3 +431,31 @@ def test_missing_targets(tmp_path: Path, source: Path) -> None:
     doc = summary(repofs("-r", repo, "backup", "--json", "--files-from", listed).stdout)
     assert doc["files_new"] == 11  # note-00 to note-09, and empty
     assert len(snapshot_by_short(repo, doc["snapshot_id"])["paths"]) == 11
+
+
+async def test_tree_prefetcher_loads_whole_snapshots(tmp_path: Path, source: Path) -> None:
+    """The parent snapshot's trees come in batches per pack run, decoded as load_blob would."""
+    import trio
+
+    from repofs.archiver.prefetch import TreePrefetcher, subtrees
+    from repofs.backend.local import LocalBackend
+    from repofs.cache.blobcache import BlobCache
+    from repofs.repo.index import BlobType
+    from repofs.repo.repository import Repository
+
+    repo_path = new_repo(tmp_path / "repo")
+    doc = summary(repofs("-r", repo_path, "backup", "--json", ".", cwd=source).stdout)
+    repo = await Repository.open(LocalBackend(str(repo_path)), PASSWORD.encode())
+    root = bytes.fromhex(snapshot_by_short(repo_path, doc["snapshot_id"])["tree"])
+    await repo.load_index()
+    cache = BlobCache(16 << 20)
+    async with trio.open_nursery() as nursery:
+        TreePrefetcher(repo, cache, nursery).want([root], depth=10)
+    todo, seen = [root], 0
+    while todo:
+        tree_id = todo.pop()
+        raw = cache.get_cached((BlobType.TREE, tree_id))
+        assert raw == await repo.load_blob(BlobType.TREE, tree_id)
+        todo.extend(subtrees(raw))
+        seen += 1
+    assert seen == doc["dirs_new"] + 1  # every folder and the root

@@ -24,12 +24,17 @@ from ..repo.saver import BlobSaver
 from ..trees import TreeLoader
 from .file_saver import FileSaver
 from .future import FutureNode
-from .listing import Entry, ItemError, Kind, Lister, is_dir_node
+from .listing import Entry, ItemError, Kind, Lister, Listing, is_dir_node
 from .nodes import local_time, node_from_stat, renamed
+from .prefetch import TreePrefetcher
 from .report import ItemStats, Reporter
 from .select import Selector
 from .targets import TargetTree, components
 from .tree_saver import TreeSaver
+
+
+# Folders one listing call may take on besides the one asked for.
+FOLDERS_PER_CALL = 32
 
 
 class EmptySnapshot(RepofsError):
@@ -69,6 +74,7 @@ class Archiver:
                                options.read_concurrency, options.with_atime)
         self.tree_saver = TreeSaver(saver, reporter, nursery, cpu)
         self._walk = trio.CapacityLimiter(1)
+        self.prefetcher = TreePrefetcher(saver.repo, trees.cache, nursery)
 
     async def close(self) -> None:
         await self.files.close()
@@ -101,7 +107,9 @@ class Archiver:
         if tree_id is None:
             return {}
         fake = Node(name=b"", type=tree.DIR, subtree=tree_id)
-        return await self._previous_nodes(fake, b"/")
+        nodes = await self._previous_nodes(fake, b"/")
+        self.prefetcher.want([n.subtree for n in nodes.values() if n.subtree is not None], depth=3)
+        return nodes
 
     # -- entries --------------------------------------------------------------------------
 
@@ -123,21 +131,34 @@ class Archiver:
             return await self.files.save(item, entry.name, entry.path, entry.previous, entry.st.st_size)
         if kind is Kind.DIR:
             assert entry.st is not None
-            return await self._save_dir(sn_path, entry.name, entry.path, entry.st, entry.previous)
+            if entry.listing_error is not None:
+                self.reporter.error(os.fsdecode(entry.path), entry.listing_error)
+                return None
+            return await self._save_dir(sn_path, entry.name, entry.path, entry.st, entry.previous,
+                                        entry.listing)
         assert entry.error is not None
         self.reporter.error(os.fsdecode(entry.path), entry.error)
         return None
 
+    def _cached_tree(self, tree_id: bytes) -> bytes | None:
+        """A parent tree blob if the cache holds it (called from the listing thread)."""
+        return self.trees.cache.get_cached((BlobType.TREE, tree_id))
+
     async def _save_dir(self, sn_path: bytes, name: bytes, path: bytes, st: os.stat_result,
-                        previous: Node | None) -> FutureNode | None:
+                        previous: Node | None, listing: Listing | None = None) -> FutureNode | None:
         start = trio.current_time()
-        raw = await self._previous_tree(previous, path)
-        try:
-            meta, entries, previous_nodes = await trio.to_thread.run_sync(
-                self.lister.folder, name, path, st, raw, limiter=self._walk)
-        except ItemError as exc:
-            self.reporter.error(os.fsdecode(path), exc)
-            return None
+        if listing is None:
+            raw = await self._previous_tree(previous, path)
+            try:
+                listing = await trio.to_thread.run_sync(self.lister.folders, name, path, st, raw,
+                                                        self._cached_tree, FOLDERS_PER_CALL, limiter=self._walk)
+            except ItemError as exc:
+                self.reporter.error(os.fsdecode(path), exc)
+                return None
+        meta, entries, previous_nodes = listing.meta, listing.entries, listing.previous_nodes
+        self.prefetcher.want([e.previous.subtree for e in entries  # type: ignore[union-attr, misc]
+                              if e.kind is Kind.DIR and e.listing is None and is_dir_node(e.previous)],
+                             depth=2)
         children = []
         for entry in entries:
             fut = await self._save_entry(sn_path + b"/" + entry.name, entry)

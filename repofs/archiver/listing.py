@@ -59,6 +59,18 @@ class Entry:
     error: ItemError | None = None
     unchanged: bool = False  # a file whose content comes from the parent snapshot
     warning: ItemError | None = None  # reported, but the entry is still saved
+    listing: Listing | None = None  # a folder listed already, in the same call as its parent
+    listing_error: ItemError | None = None  # or why listing it failed
+
+
+@dataclass(slots=True)
+class Listing:
+    """A folder: its own node (no subtree yet), its entries in name order, and the nodes of
+    its tree in the parent snapshot (None when there is none)."""
+
+    meta: Node
+    entries: list[Entry]
+    previous_nodes: list[Node] | None
 
 
 class Lister:
@@ -109,10 +121,36 @@ class Lister:
             return Entry(Kind.ERROR, name, path, error=ItemError.from_os(op, path, exc))
         return Entry(Kind.NODE, name, path, st, previous, node)
 
-    def folder(self, name: bytes, path: bytes, st: os.stat_result, previous_tree: bytes | None,
-               ) -> tuple[Node, list[Entry], list[Node] | None]:
-        """The folder's own node (without subtree), its entries in name order, and the
-        nodes of ``previous_tree`` (the folder's tree blob in the parent snapshot).
+    def folders(self, name: bytes, path: bytes, st: os.stat_result, previous_tree: bytes | None,
+                cached: Callable[[bytes], bytes | None], budget: int) -> Listing:
+        """``folder``, then its subfolders depth first, up to ``budget`` more folders in all,
+        as long as their trees in the parent snapshot are at hand (``cached`` gives a tree
+        blob by id, or None). One worker-thread call then does the work of many."""
+        left = [budget]
+        return self._folders(name, path, st, previous_tree, cached, left)
+
+    def _folders(self, name: bytes, path: bytes, st: os.stat_result, previous_tree: bytes | None,
+                 cached: Callable[[bytes], bytes | None], left: list[int]) -> Listing:
+        listing = self.folder(name, path, st, previous_tree)
+        for e in listing.entries:
+            if e.kind is not Kind.DIR or left[0] <= 0:
+                continue
+            raw = None
+            if is_dir_node(e.previous):
+                assert e.previous is not None and e.previous.subtree is not None
+                raw = cached(e.previous.subtree)
+                if raw is None:
+                    continue  # its parent tree is not loaded yet: a later call lists it
+            left[0] -= 1
+            assert e.st is not None
+            try:
+                e.listing = self._folders(e.name, e.path, e.st, raw, cached, left)
+            except ItemError as exc:
+                e.listing_error = exc
+        return listing
+
+    def folder(self, name: bytes, path: bytes, st: os.stat_result, previous_tree: bytes | None) -> Listing:
+        """One folder; ``previous_tree`` is its tree blob in the parent snapshot.
         Raises ItemError when the folder cannot be listed."""
         try:
             meta = node_from_stat(name, path, st, self.with_atime)
@@ -134,7 +172,7 @@ class Lister:
             e = self.entry(child, prefix + child, previous.get(child))
             if e is not None:
                 out.append(e)
-        return meta, out, previous_nodes
+        return Listing(meta, out, previous_nodes)
 
 
 def is_dir_node(node: Node | None) -> bool:
