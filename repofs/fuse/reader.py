@@ -167,7 +167,7 @@ class BlobFetcher:
         if header is None:
             if pack_id not in self._header_flights:
                 self._header_flights.add(pack_id)
-                self.nursery.start_soon(self._load_header, pack_id)
+                self.nursery.start_soon(self.load_header, pack_id)
             return []
         offsets = [e.offset for e in header]
         extra: list[_Part] = []
@@ -188,9 +188,10 @@ class BlobFetcher:
                 extra.append(_Part(key, locations[0]))
         return extra
 
-    async def _load_header(self, pack_id: bytes) -> None:
+    async def load_header(self, pack_id: bytes) -> None:
         """Remember a tree pack's header; an empty one if it cannot be read (no neighbours
-        then: the trees themselves are still loaded, and report any damage)."""
+        then: the trees themselves are still loaded, and report any damage). Started in
+        the background by the first want of a tree in that pack."""
         try:
             async with self.runs:
                 entries = await self.repo.load_pack_header(pack_id)
