@@ -6,8 +6,10 @@ The abstractions, in pipeline order:
   the command line, with the folders above them as intermediate nodes;
 * a ``Selector`` (``select``) applies the exclude options, by path and by file status;
 * the ``Archiver`` (``archiver``) walks folders in name order; each folder is listed and its
-  entries stat-ed in one worker-thread batch (``scan``), which also decides which files are
-  unchanged since the parent snapshot and reuses their content;
+  entries stat-ed in a worker thread (``listing``; subfolders too, several per call, when
+  their parent trees are at hand), which also decides which files are unchanged since the
+  parent snapshot and reuses their content; the ``TreePrefetcher`` (``prefetch``) loads the
+  parent snapshot's trees ahead of the walk, in batches per pack;
 * the ``FileSaver`` (``file_saver``) reads the other files, ``--read-concurrency`` at a time,
   cuts them into chunks and hands the chunks to the repository's ``BlobSaver``;
 * the ``TreeSaver`` (``tree_saver``) waits for a folder's entries, then encodes and saves
