@@ -156,20 +156,16 @@ async def copy_data(reader: SourceReader, sink: BlobSink, wanted: dict[bytes, No
         stats.planned_blobs += len(run.blobs)
         stats.planned_bytes += sum(b.plain_length for b in run.blobs)
     if sink.dry_run:
-        for run in runs:
-            for b in run.blobs:
-                if sink.claim(BlobType.DATA, b.id):
-                    await sink.add(BlobType.DATA, b.plain_length, None)
+        await sink.add([(BlobType.DATA, b.plain_length, None) for run in runs for b in run.blobs
+                        if sink.claim(BlobType.DATA, b.id)])
         return
 
-    def seal(b: Wanted, plain: bytes | None, frame: bytes | None) -> tuple[Wanted, SealedBlob | None]:
+    def seal(b: Wanted, plain: bytes | None, frame: bytes | None) -> tuple[Wanted, bool, SealedBlob | None]:
         claimed = sink.claim(BlobType.DATA, b.id)
-        return b, sink.seal(BlobType.DATA, b.id, plain, frame, b.plain_length) if claimed else None
+        return b, claimed, sink.seal(BlobType.DATA, b.id, plain, frame, b.plain_length) if claimed else None
 
-    async def store(results: list[tuple[Wanted, SealedBlob | None]]) -> None:
-        for b, sealed in results:
-            if sealed is not None:
-                await sink.add(BlobType.DATA, b.plain_length, sealed)
+    async def store(results: list[tuple[Wanted, bool, SealedBlob | None]]) -> None:
+        await sink.add([(BlobType.DATA, b.plain_length, sealed) for b, claimed, sealed in results if claimed])
 
     await fetch_all(reader, runs, seal, store, workers, need_plain=not sink.transcoder.reuses(BlobType.DATA))
 

@@ -20,7 +20,7 @@ from ..repo.packer import SealedBlob
 from .blobs import Wanted
 from .reader import SourceReader, fetch_all
 from .report import CopyStats
-from .sink import BlobSink
+from .sink import BlobSink, Stored
 
 
 def tree_refs(plain: bytes, tree_id: bytes) -> tuple[list[bytes], list[tuple[bytes, ...]]]:
@@ -59,12 +59,14 @@ class TreeWalk:
         found: list[bytes] = []
 
         async def consume(results: list[Any]) -> None:
+            store: list[Stored] = []
             for result in results:
                 self.stats.trees_read += 1
-                for s in await self.visit(result):
+                for s in self.visit(result, store):
                     if s not in self.visited:
                         self.visited.add(s)
                         found.append(s)
+            await self.sink.add(store)
 
         level = [r for r in dict.fromkeys(roots) if r not in self.visited]
         self.visited.update(level)
@@ -81,13 +83,14 @@ class TreeWalk:
         sealed = self.sink.seal(BlobType.TREE, wanted.id, plain, frame, len(plain)) if claimed else None
         return wanted, claimed, sealed, subtrees, contents
 
-    async def visit(self, opened: _Opened) -> list[bytes]:
-        """Trio side: store the tree if claimed, note its data blobs; returns its subtrees."""
+    def visit(self, opened: _Opened, store: list[Stored]) -> list[bytes]:
+        """Trio side: the tree to ``store`` if claimed, its data blobs noted; returns its
+        subtrees."""
         wanted, claimed, sealed, subtrees, contents = opened
         if claimed:
             self.stats.planned_blobs += 1
             self.stats.planned_bytes += wanted.plain_length
-            await self.sink.add(BlobType.TREE, wanted.plain_length, sealed)
+            store.append((BlobType.TREE, wanted.plain_length, sealed))
         for content in contents:
             for blob_id in content:
                 self.want_data(blob_id)

@@ -34,7 +34,7 @@ from .blobs import MAX_GAP, ReadRun, Wanted
 from .planner import TreeWalk, tree_refs
 from .reader import SourceReader, fetch_all
 from .report import CopyStats
-from .sink import BlobSink
+from .sink import BlobSink, Stored
 
 FILE_RUN = 4 << 20  # bytes one read of a file's blobs may cover
 
@@ -91,7 +91,7 @@ class RechunkWalk(TreeWalk):
     def open_tree(self, wanted: Wanted, plain: bytes, frame: bytes | None) -> Any:
         return wanted, tree_refs(plain, wanted.id)
 
-    async def visit(self, opened: Any) -> list[bytes]:
+    def visit(self, opened: Any, store: list[Stored]) -> list[bytes]:
         wanted, (subtrees, contents) = opened
         self.children[wanted.id] = subtrees
         for content in contents:
@@ -186,12 +186,14 @@ class Rechunker:
         return blob_id, len(data), claimed, sealed
 
     async def _store_pieces(self, pieces: list[_Piece], new_ids: list[bytes]) -> None:
+        store: list[Stored] = []
         for blob_id, length, claimed, sealed in pieces:
             new_ids.append(blob_id)
             if claimed:
                 self.stats.planned_blobs += 1
                 self.stats.planned_bytes += length
-                await self.sink.add(BlobType.DATA, length, sealed)
+                store.append((BlobType.DATA, length, sealed))
+        await self.sink.add(store)
 
     # -- pass 3: trees ------------------------------------------------------------------
 
@@ -221,9 +223,11 @@ class Rechunker:
         return wanted, tree_id, len(plain), claimed, sealed
 
     async def _store_tree(self, results: list[tuple[Wanted, bytes, int, bool, SealedBlob | None]]) -> None:
+        store: list[Stored] = []
         for wanted, tree_id, length, claimed, sealed in results:
             self.new_tree[wanted.id] = tree_id
             if claimed:
                 self.stats.planned_blobs += 1
                 self.stats.planned_bytes += length
-                await self.sink.add(BlobType.TREE, length, sealed)
+                store.append((BlobType.TREE, length, sealed))
+        await self.sink.add(store)

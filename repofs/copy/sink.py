@@ -23,6 +23,10 @@ from .report import CopyStats
 INDEX_MIN_PACKS = 8
 INDEX_GROWTH = 4
 
+Stored = tuple[BlobType, int, "SealedBlob | None"]
+"""A claimed blob for ``BlobSink.add``: type, plaintext length, the sealed blob (None in a
+dry run)."""
+
 
 class BlobSink:
     """Claims, seals and stores blobs in ``dst`` (index loaded); with ``dry_run`` it only
@@ -65,17 +69,23 @@ class BlobSink:
             return None
         return self.transcoder.seal(blob_type, blob_id, plain, frame, plain_length)
 
-    async def add(self, blob_type: BlobType, plain_length: int, sealed: SealedBlob | None) -> None:
-        """Store a claimed blob (count it in a dry run); writes an index file when due."""
-        self.stats.blobs[blob_type] += 1
-        self.stats.bytes_done += plain_length
-        if sealed is None or self.saver is None:
+    async def add(self, blobs: list[Stored]) -> None:
+        """Store claimed blobs: (type, plaintext length, sealed blob or None in a dry run);
+        writes an index file when one is due."""
+        if not blobs:
             return
-        self.stats.stored += sealed.size_in_repo
+        for blob_type, plain_length, _ in blobs:
+            self.stats.blobs[blob_type] += 1
+            self.stats.bytes_done += plain_length
+        if self.saver is None:
+            return
         # One adder at a time: a full pack waiting for an upload slot is held by its adder,
         # so concurrent adders would each start and fill another pack meanwhile.
         async with self._adding:
-            await self.saver.add(sealed)
+            for _, _, sealed in blobs:
+                assert sealed is not None
+                self.stats.stored += sealed.size_in_repo
+                await self.saver.add(sealed)
         await self._index_if_due()
 
     async def _index_if_due(self) -> None:
