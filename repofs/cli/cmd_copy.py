@@ -108,6 +108,7 @@ class CopyProgress:
         self.stats = CopyStats()
         self.start = time.monotonic()
         self._bar: Any = None
+        self._bar_phase = ""
 
     def _print(self, text: str) -> None:
         if not (self.quiet or self.json):
@@ -158,25 +159,30 @@ class CopyProgress:
             self._close_bar()
 
     def update(self) -> None:
+        """One bar per phase: bytes of the blobs copied (or of the files cut again) of those
+        known so far, with the rate; blobs, files or trees as the postfix."""
         from tqdm import tqdm  # only on a terminal: keep the import off the plain path
 
         s = self.stats
-        if s.phase in ("snapshots", "done"):
+        if s.phase in ("snapshots", "index", "done"):
             return
-        rechunking = s.phase == "rechunk"
-        total, done = (s.rechunk_total, s.rechunked_bytes) if rechunking else (s.planned_bytes, s.bytes_done)
+        if self._bar is not None and self._bar_phase != s.phase:
+            self._close_bar()
+        if s.phase == "rechunk":
+            total, done, count = s.rechunk_total, s.rechunked_bytes, f"{s.rechunked_files} files"
+        else:
+            total, done = s.planned_bytes, s.bytes_done
+            count = f"{s.blobs_done}/{s.planned_blobs} blobs, {s.trees_read} trees read"
         if self._bar is None:
-            self._bar = tqdm(total=total or None, unit="B", unit_scale=True, unit_divisor=1024, file=self.out,
-                             leave=False, dynamic_ncols=True, mininterval=0,
-                             bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+            self._bar_phase = s.phase
+            self._bar = tqdm(total=total or None, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
+                             file=self.out, leave=False, dynamic_ncols=True, mininterval=0, desc=s.phase,
+                             bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
                                         "[{elapsed}<{remaining}, {rate_fmt}] {postfix}")
         bar = self._bar
         bar.total = total or None
         bar.n = done
-        what = "files cut again" if rechunking else "blobs"
-        count = f"{s.rechunked_files}" if rechunking else f"{s.blobs_done}/{s.planned_blobs}"
-        bar.set_postfix_str(f"{s.phase}: {count} {what}, {s.trees_read} trees read, "
-                            f"{s.snapshots - s.skipped} snapshots", refresh=False)
+        bar.set_postfix_str(count, refresh=False)
         bar.refresh()
 
     def _close_bar(self) -> None:
