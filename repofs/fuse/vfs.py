@@ -7,7 +7,10 @@ Below a snapshot folder are the snapshot's trees, which never change: they are l
 a folder is looked up or listed, kept decoded in the shared byte-bounded cache, and the
 kernel may cache their entries and attributes for long. Listing a folder queues its
 sub-folders' trees for loading in the background (newest listing first, bounded queue, a
-few workers), so ``find``, ``du`` and file managers rarely wait for one tree at a time.
+few workers), and each tree comes with its neighbours in the pack (``reader.py``), so
+``find``, ``du`` and file managers rarely wait for one tree at a time. Files are read
+through ``reader.OpenFile``; when a folder's files are opened in order (tar, cp -r), the
+next files' blobs are asked for at once, so small files share ranged reads.
 
 Inodes come from ``InodeTable``: children are keyed by parent inode and name, meta entries
 by their path (and snapshot id or link target), and every name of a hard-linked file by
@@ -51,7 +54,7 @@ LONG_TIMEOUT = 3600.0   # seconds the kernel may trust what lies inside a snapsh
 SHORT_TIMEOUT = 1.0     # ... and the top-level folders, which change with the snapshot list
 PREFETCH_QUEUE = 4096   # sub-folder trees waiting to be loaded; the oldest are dropped
 PREFETCH_WORKERS = 2
-PREFETCH_BATCH = 4
+PREFETCH_BATCH = 4      # trees a worker asks for at once (each brings its pack neighbours)
 INLINE_DECODE = 64 << 10  # trees larger than this are decoded in a worker thread
 BIG_FILE_BLOBS = 2048     # files with more blobs get their offset map built in a thread
 BLKSIZE = 1 << 20         # st_blksize: what cat and cp use as buffer size
@@ -93,6 +96,8 @@ class Attr:
 
 @dataclass
 class VfsConfig:
+    """What the mount shows: layout templates, snapshot filters, owners, refresh."""
+
     path_templates: Sequence[str] = DEFAULT_PATH_TEMPLATES
     time_template: str = DEFAULT_TIME_TEMPLATE
     hosts: Sequence[str] = ()
@@ -256,9 +261,10 @@ class VFS:
 
     async def _reload(self) -> None:
         ids = await self.repo.list_ids(FileType.SNAPSHOT)
-        if self._index_loaded and set(ids) == set(self._snapshots):
+        present = set(ids)
+        if self._index_loaded and present == set(self._snapshots):
             return
-        known = {i: s for i, s in self._snapshots.items() if i in set(ids)}
+        known = {i: s for i, s in self._snapshots.items() if i in present}
         new = [i for i in ids if i not in known]
 
         async def load(snapshot_id: bytes) -> None:
