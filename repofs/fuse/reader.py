@@ -1,11 +1,13 @@
 """File contents for the mount: byte offsets to blobs, ranged pack reads, read-ahead.
 
 ``FileMap`` turns a file's content list into cumulative offsets (blob sizes from the index)
-so a read finds its first blob by binary search. ``BlobFetcher`` loads data blobs into the
+so a read finds its first blob by binary search. ``BlobFetcher`` loads blobs into the
 shared cache: the blobs wanted at once are grouped into runs of neighbours in one pack, each
-run is one ranged backend request, and each blob of it is decrypted and decompressed in a
-worker thread under the repository's ``cpu`` limiter. ``OpenFile`` reads for one open file
-handle and keeps a sequential reader's next blobs on their way (bounded in bytes).
+run is one ranged backend request, and its blobs are decrypted, decompressed and checked in
+worker threads under the repository's ``cpu`` limiter, up to 1 MiB per thread call (a batch
+of a few KiB is cheaper to decode than a trip to a thread, so it stays on the loop). A
+wanted tree brings the trees stored next to it. ``OpenFile`` reads for one open file handle
+and keeps a sequential reader's next blobs on their way (bounded in bytes).
 
 Concurrency contract (trio, one thread): ``BlobFetcher._flights`` and the cache are touched
 only between checkpoints. ``want`` registers a flight for every blob it starts before it
