@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.poly1305 import Poly1305
@@ -31,7 +32,7 @@ def _mask_r(r: bytes) -> bytes:
 class Key:
     """Encryption key (32 bytes) and Poly1305-AES MAC key (k: 16, r: 16, r masked)."""
 
-    __slots__ = ("encrypt", "mac_k", "mac_r", "_nonce_cipher")
+    __slots__ = ("encrypt", "mac_k", "mac_r", "_aes", "_nonce_cipher", "_local")
 
     def __init__(self, encrypt: bytes, mac_k: bytes, mac_r: bytes) -> None:
         if len(encrypt) != 32 or len(mac_k) != 16 or len(mac_r) != 16:
@@ -39,7 +40,10 @@ class Key:
         self.encrypt = encrypt
         self.mac_k = mac_k
         self.mac_r = _mask_r(mac_r)
+        # Built once: per-object set-up costs more than the work on a small blob.
+        self._aes = algorithms.AES(encrypt)
         self._nonce_cipher = Cipher(algorithms.AES(mac_k), modes.ECB())
+        self._local = threading.local()  # one reusable ECB encryptor per thread
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Key) and (self.encrypt, self.mac_k, self.mac_r) == (
@@ -73,15 +77,18 @@ class Key:
         return {"mac": {"k": b64(self.mac_k), "r": b64(self.mac_r)}, "encrypt": b64(self.encrypt)}
 
     def _poly_key(self, iv: bytes) -> bytes:
-        enc = self._nonce_cipher.encryptor()
-        return self.mac_r + enc.update(iv) + enc.finalize()
+        # ECB keeps no state between blocks, so one encryptor serves every nonce.
+        enc = getattr(self._local, "ecb", None)
+        if enc is None:
+            enc = self._local.ecb = self._nonce_cipher.encryptor()
+        return self.mac_r + enc.update(iv)
 
     def seal(self, plaintext: bytes | bytearray | memoryview) -> bytes:
         """Encrypt and authenticate: IV ‖ ciphertext ‖ MAC."""
         iv = os.urandom(IV_SIZE)
         while not any(iv):
             iv = os.urandom(IV_SIZE)
-        enc = Cipher(algorithms.AES(self.encrypt), modes.CTR(iv)).encryptor()
+        enc = Cipher(self._aes, modes.CTR(iv)).encryptor()
         ct = enc.update(plaintext) + enc.finalize()
         return iv + ct + Poly1305.generate_tag(self._poly_key(iv), ct)
 
@@ -98,5 +105,5 @@ class Key:
             Poly1305.verify_tag(self._poly_key(iv), ct, bytes(view[-MAC_SIZE:]))
         except InvalidSignature:
             raise MacError("MAC mismatch") from None
-        dec = Cipher(algorithms.AES(self.encrypt), modes.CTR(iv)).decryptor()
+        dec = Cipher(self._aes, modes.CTR(iv)).decryptor()
         return dec.update(ct) + dec.finalize()
