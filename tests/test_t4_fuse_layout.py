@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from repofs.fuse.inodes import ROOT_INODE, InodeTable
-from repofs.fuse.layout import (Layout, MetaDir, SnapshotDir, SnapshotLink, build_layout,
-                                check_time_template, expand, static_prefix, tag_filename)
+from repofs.fuse.layout import (Layout, MetaDir, SnapshotDir, build_layout, check_time_template,
+                                expand, static_prefix, tag_filename)
 from repofs.fuse.timefmt import RFC3339, format_layout
 from repofs.model import gotime
 from repofs.model.gotime import NS, Timestamp
