@@ -90,7 +90,8 @@ class Key:
             iv = os.urandom(IV_SIZE)
         enc = Cipher(self._aes, modes.CTR(iv)).encryptor()
         ct = enc.update(plaintext) + enc.finalize()
-        return iv + ct + Poly1305.generate_tag(self._poly_key(iv), ct)
+        # One join: `iv + ct + tag` would hold a second copy of a large blob for a moment.
+        return b"".join((iv, ct, Poly1305.generate_tag(self._poly_key(iv), ct)))
 
     def open(self, sealed: bytes | bytearray | memoryview) -> bytes:
         """Check the MAC, then decrypt. Raises MacError on any mismatch."""
