@@ -123,19 +123,20 @@ class BlobSaver:
     With ``dry_run`` blobs are still hashed, compressed and encrypted (so sizes can be
     reported) but nothing is written. Call ``flush`` once at the end: it uploads the open
     packs and writes the remaining index entries; only then do the saved blobs count as
-    stored for a snapshot.
+    stored for a snapshot. ``uploads`` bounds the packs uploaded at once (the packer's
+    default: the backend's connections); each holds a pack in memory.
     """
 
     def __init__(self, repo: Repository, nursery: trio.Nursery,
                  compression: Compression = Compression.AUTO, pack_size: int = DEFAULT_PACK_SIZE,
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, uploads: int | None = None) -> None:
         self.repo = repo
         self.sealer = BlobSealer(repo.key, repo.version, compression)
         self.index_writer = IndexWriter(repo)
         self.packer: Packer | None = None
         if not dry_run:
             self.packer = Packer(repo.backend, repo.key, nursery, self.index_writer.pack_saved,
-                                 pack_size, cpu=repo.cpu)
+                                 pack_size, cpu=repo.cpu, uploads=uploads)
         self._index = repo.index
         self._lock = threading.Lock()
         self._claimed: set[tuple[BlobType, bytes]] = set()
