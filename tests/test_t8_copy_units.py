@@ -116,7 +116,7 @@ def test_reseal_between_versions(src_version: int, dst_version: int, compression
 
 def test_open_without_plaintext_still_checks() -> None:
     key = Key.random()
-    data = b"compressible " * 10_000
+    data = b"compressible " * 60_000  # more than one piece
     wanted, sealed = _stored(BlobSealer(key, 2), BlobType.DATA, data)
     plain, frame = open_blob(key, wanted, b"p" * 32, sealed, need_plain=False)
     assert plain is None and frame is not None

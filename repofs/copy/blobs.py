@@ -94,8 +94,8 @@ def plan_runs(pack_id: bytes, blobs: Iterable[Wanted], max_gap: int = MAX_GAP,
 def open_blob(key: Key, blob: Wanted, pack_id: bytes, sealed: bytes | memoryview,
               need_plain: bool = True) -> tuple[bytes | None, bytes | None]:
     """A stored blob's plaintext and, when it is compressed, its zstd frame; checked
-    against its MAC and its id. Without ``need_plain`` a compressed blob is checked by
-    decompressing it piece by piece and its plaintext is not returned. Raises DamagedPack."""
+    against its MAC and its id. Without ``need_plain`` a large compressed blob is checked by
+    decompressing it piece by piece, and its plaintext may be None. Raises DamagedPack."""
     where = f"{blob.type.json_name} blob {blob.id.hex()[:16]} in pack {pack_id.hex()[:16]}"
     if len(sealed) != blob.length:
         raise DamagedPack(f"{where}: short read (truncated pack)")
@@ -108,7 +108,7 @@ def open_blob(key: Key, blob: Wanted, pack_id: bytes, sealed: bytes | memoryview
             raise DamagedPack(f"{where}: content does not match its id (damaged pack)")
         return stored, None
     try:
-        if need_plain:
+        if need_plain or blob.uncompressed_length <= STREAM_PIECE:
             plain: bytes | None = compress.decompress(stored, blob.uncompressed_length)
             digest = hash_id(plain)  # type: ignore[arg-type]
         else:

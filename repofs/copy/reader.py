@@ -47,6 +47,11 @@ class SourceReader:
         self.warn = warn
         self.stats = ReadStats()
         self._packs_seen: set[bytes] = set()
+        # One batch is opened at a time. Most of the work on a batch of small blobs holds
+        # the GIL, so a second thread at it would only fight over the GIL; and one large
+        # blob in flight at a time bounds memory. Reads, uploads and the packer's
+        # hashing run beside it.
+        self._lane = trio.Lock()
 
     def locate(self, blob_id: bytes, blob_type: BlobType) -> tuple[bytes, Wanted]:
         """The pack and entry of a blob's first stored copy."""
@@ -90,8 +95,9 @@ class SourceReader:
         done = 0
         for batch in _batches(run.blobs):
             try:
-                results = await self.src.cpu_run(_open_batch, self.src.key, run, view, batch, per_blob,
-                                                 need_plain)
+                async with self._lane:
+                    results = await self.src.cpu_run(_open_batch, self.src.key, run, view, batch, per_blob,
+                                                     need_plain)
             except DamagedPack as exc:
                 await self._fallback(ReadRun(run.pack_id, run.start, run.end, run.blobs[done:]),
                                      per_blob, consume, exc)
