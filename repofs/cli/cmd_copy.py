@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import dataclasses
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import IO, Any
 
 import click
 import trio
 
+from ..backend.location import open_backend
 from ..copy import CopyRequest, CopyResult, CopyStats, copy_snapshots
 from ..model import gojson
 from ..model.ids import short
 from ..model.snapshot import Snapshot
 from ..repo.index import BlobType
+from ..repo.lock import locked
 from ..repo.packer import DEFAULT_PACK_SIZE, check_pack_size
+from ..repo.repository import Repository
 from ..repo.saver import Compression
 from ..ui.output import local_time
 from ..ui.progress import format_bytes, format_seconds, go_float
 from .cmd_snapshots import filter_options
-from .context import GlobalOptions, open_repository, repository_location
-from .from_repo import SourceOptions, from_repo_options, open_source
+from .context import GlobalOptions, repository_location
+from .from_repo import SourceOptions, from_repo_options
 from .main import cli, global_options, run, take_globals
 
 REFRESH = 0.2
@@ -83,16 +88,47 @@ def _return_big_buffers() -> None:
 
 async def _copy(opts: GlobalOptions, source: SourceOptions, request: CopyRequest) -> None:
     progress = CopyProgress(json=opts.json, quiet=opts.quiet, dry_run=request.dry_run)
-    # restic locks the destination even with --no-lock, which only spares the source.
-    destination = dataclasses.replace(opts, no_lock=False)
-    async with (open_source(source, lock=not opts.no_lock) as src, open_repository(destination) as dst,
-                trio.open_nursery() as nursery):
+    async with _open_both(opts, source) as (src, dst), trio.open_nursery() as nursery:
         nursery.start_soon(progress.run)
         try:
             result = await copy_snapshots(src, dst, request, progress, progress.stats)
         finally:
             nursery.cancel_scope.cancel()
     progress.finish(result)
+
+
+@asynccontextmanager
+async def _open_both(opts: GlobalOptions, source: SourceOptions) -> AsyncIterator[tuple[Repository, Repository]]:
+    """Source and destination, opened and locked at the same time (a key derivation and a
+    lock's settling wait each); the source locked unless --no-lock, the destination always,
+    as restic does. Each is held by a task of its own until the body ends."""
+    async with trio.open_nursery() as holders:
+        repos: dict[str, Repository] = {}
+
+        async def start(role: str, location: str, password: bytes, lock: bool) -> None:
+            repos[role] = await holders.start(_hold, location, password, lock)
+
+        async with trio.open_nursery() as starting:
+            starting.start_soon(start, "src", source.location(), source.password(), not opts.no_lock)
+            starting.start_soon(start, "dst", repository_location(opts), opts.password(), True)
+        try:
+            yield repos["src"], repos["dst"]
+        finally:
+            holders.cancel_scope.cancel()
+
+
+async def _hold(location: str, password: bytes, lock: bool,
+                task_status: trio.TaskStatus[Repository] = trio.TASK_STATUS_IGNORED) -> None:
+    """Open a repository, lock it if asked, hand it over, and keep it until cancelled."""
+    backend = open_backend(location)
+    try:
+        repo = await Repository.open(backend, password)
+        async with locked(repo) if lock else contextlib.nullcontext():
+            task_status.started(repo)
+            await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True):
+            await backend.close()
 
 
 class CopyProgress:
