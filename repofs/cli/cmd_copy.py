@@ -209,6 +209,7 @@ class CopyProgress:
         else:
             total, done = s.planned_bytes, s.bytes_done
             count = f"{s.blobs_done}/{s.planned_blobs} blobs, {s.trees_read} trees read"
+        count += f", {s.snapshots - s.skipped} snapshot{'s' if s.snapshots - s.skipped != 1 else ''}"
         if self._bar is None:
             self._bar_phase = s.phase
             self._bar = tqdm(total=total or None, initial=done, unit="B", unit_scale=True, unit_divisor=1024,

@@ -2,10 +2,10 @@
 
 ``SourceReader`` finds where each blob is stored, groups the blobs of a pack into ranged
 reads (``plan_runs``), and hands every opened blob (plaintext, zstd frame) to a function
-that runs in a worker thread under the operation's CPU limiter, a batch of blobs per call so
-that only one batch's plaintext is held at a time next to the read. A read that fails its checks
-(a damaged or missing pack) falls back to loading its blobs one by one from any other copy
-the source's index lists, as ``Repository.load_blob`` does.
+that runs in a worker thread under the operation's CPU limiter: a batch of about ``BATCH``
+bytes per call, one batch at a time, so that little besides the reads is held at once. A
+read that fails its checks (a damaged or missing pack) falls back to loading its blobs one
+by one from any other copy the source's index lists, as ``Repository.load_blob`` does.
 """
 
 from __future__ import annotations
