@@ -2,7 +2,7 @@
 
 Concurrency contract (trio, one thread): the LRU and the in-flight table are only touched
 between checkpoints, so no lock is needed. The first task that misses a key becomes its
-loader and registers a ``_Flight`` before its first ``await``; later tasks for the same key
+loader and registers a ``Flight`` before its first ``await``; later tasks for the same key
 wait on that flight and share its value or its error. A flight is removed when its loader
 finishes, whether it succeeded, failed or was cancelled; waiters of a cancelled loader retry.
 """
@@ -20,7 +20,9 @@ from lru import LRU
 ENTRY_OVERHEAD = 104
 
 
-class _Flight:
+class Flight:
+    """One load in progress: waiters wait on ``done``, then read ``value`` or ``error``."""
+
     __slots__ = ("done", "value", "error")
 
     def __init__(self) -> None:
@@ -37,7 +39,7 @@ class BlobCache:
         self.used = 0
         self.loads = 0  # backend loads started, for statistics and tests
         self._lru: LRU = LRU(1 << 30)  # bounded by bytes below, not by count
-        self._flights: dict[Hashable, _Flight] = {}
+        self._flights: dict[Hashable, Flight] = {}
 
     @staticmethod
     def cost(key: Hashable, value: bytes) -> int:
@@ -79,7 +81,7 @@ class BlobCache:
             if flight.value is not None:
                 return flight.value
             # The loader was cancelled: try again, possibly as the new loader.
-        flight = self._flights[key] = _Flight()
+        flight = self._flights[key] = Flight()
         self.loads += 1
         try:
             value = await load()

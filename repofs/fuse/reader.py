@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import trio
 
 from ..backend.base import FileNotFound, FileType, Handle
-from ..cache.blobcache import BlobCache
+from ..cache.blobcache import BlobCache, Flight
 from ..errors import DamagedPack, IntegrityError, NotFound, RepofsError
 from ..repo.index import BlobLocation, BlobType, Index
 from ..repo.pack import PackEntry
@@ -74,15 +74,6 @@ class FileMap:
         return bisect.bisect_right(self.starts, offset) - 1
 
 
-class _Flight:
-    __slots__ = ("done", "value", "error")
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.value: bytes | None = None
-        self.error: BaseException | None = None
-
-
 Key = tuple[BlobType, bytes]
 
 
@@ -103,7 +94,7 @@ class BlobFetcher:
         self.nursery = nursery
         self.runs = trio.CapacityLimiter(max_runs)
         self.ranged_reads = 0  # backend requests made, for statistics and tests
-        self._flights: dict[Key, _Flight] = {}
+        self._flights: dict[Key, Flight] = {}
         self._broken: dict[Key, RepofsError] = {}
         self._headers: dict[bytes, list[PackEntry]] = {}
         self._header_flights: set[bytes] = set()
@@ -130,7 +121,7 @@ class BlobFetcher:
             locations = lookup(blob_id, type)
             if not locations:
                 continue  # get() reports it
-            self._flights[key] = _Flight()
+            self._flights[key] = Flight()
             by_pack.setdefault(locations[0].pack_id, []).append((order, _Part(key, locations[0])))
         if type is BlobType.TREE:
             for pack_id, parts in by_pack.items():
@@ -186,7 +177,7 @@ class BlobFetcher:
                 locations = lookup(entry.id, BlobType.TREE)
                 if not locations or (locations[0].pack_id, locations[0].offset) != (pack_id, entry.offset):
                     continue
-                self._flights[key] = _Flight()
+                self._flights[key] = Flight()
                 extra.append(_Part(key, locations[0]))
         return extra
 
