@@ -84,16 +84,19 @@ def parse_time(text: str) -> Timestamp:
     return Timestamp(secs * NS, time.localtime(secs).tm_gmtoff)
 
 
-def _read_lines(name: str) -> list[str]:
+def _read_file(name: str) -> bytes:
+    """The bytes of a listing file, or of standard input for ``-``."""
     try:
         if name == "-":
-            data = sys.stdin.buffer.read()
-        else:
-            with open(name, "rb") as f:
-                data = f.read()
+            return sys.stdin.buffer.read()
+        with open(name, "rb") as f:
+            return f.read()
     except OSError as exc:
         raise UsageError(f"cannot read {name}: {exc.strerror}") from None
-    return data.decode("utf-8", "surrogateescape").splitlines()
+
+
+def _read_lines(name: str) -> list[str]:
+    return _read_file(name).decode("utf-8", "surrogateescape").splitlines()
 
 
 def _warn(text: str) -> None:
@@ -138,14 +141,7 @@ def collect_targets(args: tuple[str, ...], files_from: tuple[str, ...], verbatim
 
 
 def _read_raw(name: str) -> list[str]:
-    try:
-        if name == "-":
-            data = sys.stdin.buffer.read()
-        else:
-            with open(name, "rb") as f:
-                data = f.read()
-    except OSError as exc:
-        raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+    data = _read_file(name)
     if not data:
         return []
     if not data.endswith(b"\0"):
