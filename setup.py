@@ -7,5 +7,6 @@ setup(
     ext_modules=[
         Extension("repofs.repo._index", ["repofs/repo/_index.c"], extra_compile_args=STRICT),
         Extension("repofs.chunker._chunker", ["repofs/chunker/_chunker.c"], extra_compile_args=STRICT),
+        Extension("repofs.model._treecodec", ["repofs/model/_treecodec.c"], extra_compile_args=STRICT),
     ]
 )
