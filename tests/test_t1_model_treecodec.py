@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -189,3 +190,14 @@ def test_encode_falls_back_for_unusual_values() -> None:
            Node(b"c", linktarget_raw=b"\xff"), Node(b"d", size=2**70),
            Node(b"e", mtime=Timestamp(gotime.GO_ZERO.ns, 0))]
     assert encode_tree(odd) == tree.encode_tree_reference(odd)
+
+
+@given(nodes, nodes, st.sets(st.sampled_from(list(Node.__dataclass_fields__))))
+def test_replace_equals_dataclasses_replace(a: Node, b: Node, fields: set[str]) -> None:
+    changes = {f: getattr(b, f) for f in fields}
+    assert a.replace(**changes) == dataclasses.replace(a, **changes)
+
+
+def test_replace_rejects_unknown_fields() -> None:
+    with pytest.raises(TypeError):
+        Node(b"a").replace(colour="red")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import trio
 
@@ -192,7 +192,7 @@ class Archiver:
             nodes = await self._save_tree(item_path, sub, await self._previous_nodes(old, info_path))
             tree_id, stats = await self.tree_saver.save_nodes(nodes)
             node = await trio.to_thread.run_sync(_dir_node, name, info_path, self.options.with_atime)
-            node = replace(node, subtree=tree_id)
+            node = node.replace(subtree=tree_id)
             self.reporter.complete_item(_item(item_path) + "/", old, node, stats, trio.current_time() - start)
             futures.append((name, FutureNode.ready(node)))
         out = []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import trio
 
@@ -411,7 +411,7 @@ class FileSaver:
         node = state.node
         assert node is not None
         if not state.final:
-            node = replace(node, content=tuple(state.content), size=state.size)
+            node = node.replace(content=tuple(state.content), size=state.size)
         self.reporter.complete_item(job.item, job.previous, node, state.stats,
                                     trio.current_time() - state.start)
         job.future.set(node)

@@ -14,7 +14,6 @@ import os
 import pwd
 import stat
 import time
-from dataclasses import replace
 
 from ..model import tree
 from ..model.gotime import NS, Timestamp
@@ -156,4 +155,4 @@ def is_regular(st: os.stat_result) -> bool:
 
 
 def renamed(node: Node, name: bytes) -> Node:
-    return node if node.name == name else replace(node, name=name)
+    return node if node.name == name else node.replace(name=name)

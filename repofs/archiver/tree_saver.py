@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import trio
 
@@ -69,6 +68,6 @@ class TreeSaver:
             tree_id, stats = previous.subtree, ItemStats()
         else:
             tree_id, stats = await self.save_nodes(nodes)
-        node = replace(meta, subtree=tree_id)
+        node = meta.replace(subtree=tree_id)
         self.reporter.complete_item(item, previous, node, stats, trio.current_time() - start)
         fut.set(node)

@@ -19,7 +19,6 @@ The new blob ids are those a backup of the same files into the destination would
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -206,12 +205,12 @@ class Rechunker:
             if node.subtree is not None:
                 subtree = self.new_tree[node.subtree]
                 if subtree != node.subtree:
-                    nodes[i] = node = dataclasses.replace(node, subtree=subtree)
+                    nodes[i] = node = node.replace(subtree=subtree)
                     changed = True
             if node.type == FILE and node.content:
                 content = self.new_content.get(tuple(node.content))
                 if content is not None and content != tuple(node.content):
-                    nodes[i] = dataclasses.replace(node, content=content)
+                    nodes[i] = node.replace(content=content)
                     changed = True
         tree_id = wanted.id
         if changed:

@@ -145,6 +145,11 @@ class Node:
         """The name as a ``str`` (undecodable bytes become surrogates)."""
         return os.fsdecode(self.name)
 
+    def replace(self, **changes: Any) -> Node:
+        """A copy with ``changes``: ``dataclasses.replace``, without its cost
+        (no ``__init__``, so no checks beyond the field names)."""
+        return _treecodec.replace(self, **changes)
+
 
 def _timestamp(value: Any) -> Timestamp:
     return gotime.GO_ZERO if value is None else gotime.parse(value)
