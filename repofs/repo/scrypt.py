@@ -1,0 +1,55 @@
+"""scrypt (RFC 7914) with its p lanes mixed in parallel.
+
+scrypt(P, S, N, r, p) = PBKDF2-HMAC-SHA256(P, B', 1, dkLen), where B = PBKDF2-HMAC-SHA256(P, S,
+1, p*128*r) is cut into p lanes of 128*r bytes and B' is every lane after ROMix. The lanes do
+not depend on each other, so they run on one thread per core here (restic's key files ask for
+several: p is calibrated when the repository is made), while hashlib.scrypt mixes them one after
+the other. ROMix itself is the C extension ``_scrypt``, which releases the GIL.
+
+Each lane in flight holds N*128*r bytes (32 MiB for restic's N=2^15, r=8); fewer threads run
+when that many lanes would pass ``MEMORY_BUDGET``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+
+from . import _scrypt
+
+MEMORY_BUDGET = 256 << 20
+
+
+def lane_threads(n: int, r: int, p: int) -> int:
+    """How many lanes are mixed at once: one per usable core, within the memory budget."""
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(p, cores, MEMORY_BUDGET // (128 * r * n)))
+
+
+def scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
+    """The same bytes as hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, dklen=dklen)."""
+    if n < 2 or n & (n - 1) or r < 1 or p < 1 or p * r >= 1 << 30:
+        raise ValueError(f"scrypt: bad parameters N={n}, r={r}, p={p}")
+    size = 128 * r
+    lanes = hashlib.pbkdf2_hmac("sha256", password, salt, 1, p * size)
+    mixed: list[bytes] = [b""] * p
+    errors: list[BaseException] = []
+    threads = lane_threads(n, r, p)
+
+    def mix(first: int) -> None:
+        try:
+            for i in range(first, p, threads):
+                mixed[i] = _scrypt.romix(lanes[i * size:(i + 1) * size], n, r)
+        except BaseException as exc:  # handed to the calling thread below
+            errors.append(exc)
+
+    helpers = [threading.Thread(target=mix, args=(t,), name="scrypt lane") for t in range(1, threads)]
+    for h in helpers:
+        h.start()
+    mix(0)
+    for h in helpers:
+        h.join()
+    if errors:
+        raise errors[0]
+    return hashlib.pbkdf2_hmac("sha256", password, b"".join(mixed), 1, dklen)
