@@ -99,7 +99,7 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result, with_atime: boo
     elif kind in (tree.DEV, tree.CHARDEV):
         device = st.st_rdev
         links = st.st_nlink
-    return Node(
+    return tree.new_node(
         name=name,
         type=kind,
         mode=tree.go_mode_from_posix(mode),

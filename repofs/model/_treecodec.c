@@ -1453,17 +1453,26 @@ static PyObject *replace(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     for (int i = 0; i < NFIELDS; i++)
         vals[i] = SLOT(args[0], node_off[i]);
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    int next = 0; /* keywords usually come in field order, as interned names */
     for (Py_ssize_t k = 0; k < nkw; k++) {
         PyObject *key = PyTuple_GET_ITEM(kwnames, k);
-        int i = 0;
-        while (i < NFIELDS && key != field_names[i] &&
-               PyUnicode_Compare(key, field_names[i]) != 0)
-            i++;
+        int i = NFIELDS;
+        for (int j = 0; j < NFIELDS; j++) {
+            int at = (next + j) % NFIELDS;
+            if (key == field_names[at]) {
+                i = at;
+                break;
+            }
+        }
+        for (int j = 0; i == NFIELDS && j < NFIELDS; j++)
+            if (PyUnicode_Compare(key, field_names[j]) == 0)
+                i = j;
         if (i == NFIELDS) {
             PyErr_Format(PyExc_TypeError, "Node has no field %R", key);
             return NULL;
         }
         vals[i] = args[1 + k];
+        next = i + 1;
     }
     PyObject *node = node_type->tp_alloc(node_type, 0);
     if (node == NULL)

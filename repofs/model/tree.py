@@ -37,6 +37,7 @@ from .ids import parse_id
 
 __all__ = [
     "Node",
+    "new_node",
     "decode_tree",
     "encode_tree",
     "posix_mode",
@@ -149,6 +150,15 @@ class Node:
         """A copy with ``changes``: ``dataclasses.replace``, without its cost
         (no ``__init__``, so no checks beyond the field names)."""
         return _treecodec.replace(self, **changes)
+
+
+_BLANK = Node(b"")
+
+
+def new_node(**fields: Any) -> Node:
+    """``Node(**fields)`` for hot paths: made in C without ``__init__``, which costs
+    ~6 us for 21 frozen fields."""
+    return _treecodec.replace(_BLANK, **fields)
 
 
 def _timestamp(value: Any) -> Timestamp:
