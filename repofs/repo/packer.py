@@ -64,7 +64,7 @@ class FinishedPack:
     """A complete pack file: its id (SHA-256 of the bytes), bytes, and header entries."""
 
     id: bytes
-    data: bytearray
+    data: bytes
     entries: list[PackEntry]
     type: BlobType
 
@@ -73,20 +73,24 @@ class FinishedPack:
 
 
 class PackBuffer:
-    """One pack being filled in memory: blobs back to back and their header entries."""
+    """One pack being filled in memory: blobs back to back and their header entries.
 
-    __slots__ = ("type", "_data", "entries", "_header_size")
+    The blobs are kept as a list and joined once when the pack is finished: appending to
+    one bytearray re-copies it every time it grows (~8x the pack size in all)."""
+
+    __slots__ = ("type", "_parts", "_size", "entries", "_header_size")
 
     def __init__(self, blob_type: BlobType) -> None:
         self.type = blob_type
-        self._data = bytearray()
+        self._parts: list[bytes] = []
+        self._size = 0
         self.entries: list[PackEntry] = []
         self._header_size = 0
 
     @property
     def size(self) -> int:
         """Bytes of blob data so far (restic compares this with the target size)."""
-        return len(self._data)
+        return self._size
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -94,23 +98,25 @@ class PackBuffer:
     def fits(self, blob: SealedBlob) -> bool:
         """Whether the blob still fits the header limit and uint32 offsets."""
         return (self._header_size + blob.entry_size + OVERHEAD <= MAX_HEADER
-                and len(self._data) + len(blob.data) + MAX_HEADER < _U32_LIMIT)
+                and self._size + len(blob.data) + MAX_HEADER < _U32_LIMIT)
 
     def add(self, blob: SealedBlob) -> None:
-        self.entries.append(PackEntry(blob.id, blob.type, len(self._data), len(blob.data),
+        self.entries.append(PackEntry(blob.id, blob.type, self._size, len(blob.data),
                                       blob.uncompressed_length))
-        self._data += blob.data
+        self._parts.append(blob.data)
+        self._size += len(blob.data)
         self._header_size += blob.entry_size
 
     def full(self, target: int) -> bool:
-        return len(self._data) >= target or self._header_size + ENTRY_COMPRESSED + OVERHEAD > MAX_HEADER
+        return self._size >= target or self._header_size + ENTRY_COMPRESSED + OVERHEAD > MAX_HEADER
 
     def finish(self, key: Key) -> FinishedPack:
         """Seal the header, append it and its length, hash the whole file (CPU work)."""
         header = key.seal(encode_header(self.entries))
-        self._data += header
-        self._data += struct.pack("<I", len(header))
-        return FinishedPack(hash_id(self._data), self._data, self.entries, self.type)
+        self._parts += (header, struct.pack("<I", len(header)))
+        data = b"".join(self._parts)
+        self._parts = []
+        return FinishedPack(hash_id(data), data, self.entries, self.type)
 
 
 PackSaved = Callable[[FinishedPack], Awaitable[None]]
