@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from restic_util import PASSWORD, needs_restic
 from repofs.backend.base import FileType
 from repofs.backend.local import LocalBackend
-from repofs.errors import WrongPassword
+from repofs.errors import IntegrityError, WrongPassword
 from repofs.repo import _scrypt
 from repofs.repo.keyfile import KeyFile
 from repofs.repo.repository import Repository
@@ -110,3 +111,10 @@ async def test_restic_repository_opens(restic_repo) -> None:  # type: ignore[no-
     assert sorted(i.hex() for i in await repo.list_ids(FileType.SNAPSHOT)) == sorted(restic_repo.snapshot_ids)
     with pytest.raises(WrongPassword):
         await Repository.open(backend, b"wrong")
+
+
+@pytest.mark.parametrize("n, r, p", [(3, 8, 1), (1, 8, 1), (1 << 15, 0, 1), (1 << 15, 8, 0)])
+def test_key_file_with_impossible_parameters_is_damaged(n: int, r: int, p: int) -> None:
+    doc = {"kdf": "scrypt", "N": n, "r": r, "p": p, "salt": base64.b64encode(bytes(64)).decode(), "data": ""}
+    with pytest.raises(IntegrityError, match="impossible scrypt parameters"):
+        KeyFile.decode(json.dumps(doc).encode(), "k")

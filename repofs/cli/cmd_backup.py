@@ -22,6 +22,7 @@ from ..archiver.scanner import Totals, count
 from ..archiver.select import Selector, parse_size, read_pattern_files
 from ..archiver.snapshot import BackupRequest, absolute_paths, backup, find_parent
 from ..archiver.targets import resolve_relative
+from ..backend.base import FileType
 from ..errors import RepofsError, UsageError
 from ..model.gotime import NS, Timestamp, now_local
 from ..model.ids import short
@@ -251,7 +252,7 @@ async def _backup(opts: GlobalOptions, cfg: BackupConfig, excludes: list[str]) -
     progress = BackupProgress(json=opts.json, verbosity=cfg.verbosity, quiet=opts.quiet, totals=totals)
     stdin = cfg.stdin_name is not None
     progress.verbose("open repository")
-    async with open_repository(opts) as repo:
+    async with open_repository(opts, read_ahead=(FileType.SNAPSHOT, FileType.INDEX)) as repo:
         progress.verbose("lock repository")
         try:
             selector = Selector(excludes, cfg.iexcludes, cfg.exclude_if_present, cfg.exclude_caches,

@@ -18,6 +18,8 @@ from .context import GlobalOptions, open_repository
 from .main import cli, global_options, run, take_globals
 
 TYPES = ("config", "masterkey", "key", "index", "snapshot", "pack", "blob", "tree")
+# What each type reads of all the files of a kind, read ahead while the password is checked.
+READ_AHEAD = {"blob": (FileType.INDEX,), "tree": (FileType.SNAPSHOT, FileType.INDEX)}
 
 
 def go_indent(obj: Any) -> bytes:
@@ -43,7 +45,7 @@ def cat_cmd(type: str, ident: str | None, **kwargs: Any) -> None:
 
 
 async def _cat(opts: GlobalOptions, type: str, ident: str) -> None:
-    async with open_repository(opts) as repo:
+    async with open_repository(opts, read_ahead=READ_AHEAD.get(type, ())) as repo:
         data = await _object(repo, type, ident)
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()

@@ -13,6 +13,7 @@ from typing import IO, Any
 import click
 import trio
 
+from ..backend.base import FileType
 from ..backend.location import open_backend
 from ..copy import CopyRequest, CopyResult, CopyStats, copy_snapshots
 from ..model import gojson
@@ -122,7 +123,7 @@ async def _hold(location: str, password: bytes, lock: bool,
     """Open a repository, lock it if asked, hand it over, and keep it until cancelled."""
     backend = open_backend(location)
     try:
-        repo = await Repository.open(backend, password)
+        repo = await Repository.open(backend, password, read_ahead=(FileType.SNAPSHOT, FileType.INDEX))
         async with locked(repo) if lock else contextlib.nullcontext():
             task_status.started(repo)
             await trio.sleep_forever()

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..backend.base import FileType
 from ..dump.common import Selection, dump, dump_file
 from ..dump.output import OutputError
 from ..dump.tar import TarFormat
@@ -80,7 +81,7 @@ def _open_target(target: str | None, archive: bool) -> tuple[int, bool]:
 async def _dump(opts: GlobalOptions, spec: str, selection: Selection, archive: str, target: str | None,
                 filters: tuple[tuple[str, ...], ...]) -> None:
     ident, sub = split_spec(spec)
-    async with open_repository(opts) as repo:
+    async with open_repository(opts, read_ahead=(FileType.SNAPSHOT, FileType.INDEX)) as repo:
         snap = find_snapshot(await repo.load_snapshots(), ident, *filters)
         await repo.load_index()
         trees = TreeLoader(repo)

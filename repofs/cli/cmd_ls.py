@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..backend.base import FileType
 from ..model import gojson
 from ..model.snapshot import to_json_dict
 from ..model.tree import Node
@@ -65,7 +66,7 @@ async def _ls(opts: GlobalOptions, spec: str, dirs: list[bytes], long_: bool, re
               filters: tuple[tuple[str, ...], ...]) -> None:
     ident, sub = split_spec(spec)
     out = sys.stdout.buffer
-    async with open_repository(opts, lock=False) as repo:
+    async with open_repository(opts, lock=False, read_ahead=(FileType.SNAPSHOT, FileType.INDEX)) as repo:
         snap = find_snapshot(await repo.load_snapshots(), ident, *filters)
         await repo.load_index()
         trees = TreeLoader(repo)

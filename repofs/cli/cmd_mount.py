@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..backend.base import FileType
 from ..errors import Interrupted, UsageError
 from ..fuse.layout import DEFAULT_PATH_TEMPLATES, DEFAULT_TIME_TEMPLATE, check_time_template
 from ..fuse.mount import DEFAULT_CACHE_MIB, MountConfig, serve
@@ -68,7 +69,7 @@ async def _mount(opts: GlobalOptions, config: MountConfig) -> int:
                   f"browse it from another terminal; press Ctrl-C here or run "
                   f"`fusermount3 -u {config.mountpoint}` to unmount", flush=True)
 
-    async with open_repository(opts) as repo:
+    async with open_repository(opts, read_ahead=(FileType.SNAPSHOT, FileType.INDEX)) as repo:
         stopped_by = await serve(repo, config, ready)
     if not opts.quiet:
         print(f"unmounted {config.mountpoint}", file=sys.stderr, flush=True)

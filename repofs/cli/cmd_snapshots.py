@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from ..backend.base import FileType
 from ..model import gojson
 from ..model.snapshot import to_json_dict
 from ..select import filter_snapshots, find_snapshot
@@ -38,7 +39,7 @@ def snapshots_cmd(hosts: tuple[str, ...], tags: tuple[str, ...], paths: tuple[st
 
 async def _snapshots(opts: GlobalOptions, hosts: tuple[str, ...], tags: tuple[str, ...],
                      paths: tuple[str, ...], ids: tuple[str, ...]) -> None:
-    async with open_repository(opts) as repo:
+    async with open_repository(opts, read_ahead=(FileType.SNAPSHOT,)) as repo:
         snapshots = await repo.load_snapshots()
     chosen = filter_snapshots(snapshots, hosts, tags, paths)
     if ids:

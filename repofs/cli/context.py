@@ -6,10 +6,11 @@ import getpass
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from ..backend.base import FileType
 from ..backend.location import open_backend
 from ..errors import UsageError
 from ..repo.lock import locked
@@ -89,12 +90,13 @@ def repository_location(opts: GlobalOptions) -> str:
 
 
 @asynccontextmanager
-async def open_repository(opts: GlobalOptions, *, lock: bool = True,
-                          exclusive: bool = False) -> AsyncIterator[Repository]:
-    """The repository the options name, locked (shared by default) unless --no-lock."""
+async def open_repository(opts: GlobalOptions, *, lock: bool = True, exclusive: bool = False,
+                          read_ahead: Collection[FileType] = ()) -> AsyncIterator[Repository]:
+    """The repository the options name, locked (shared by default) unless --no-lock; the files
+    of the ``read_ahead`` types are read while the password is checked (Repository.open)."""
     backend = open_backend(repository_location(opts))
     try:
-        repo = await Repository.open(backend, opts.password())
+        repo = await Repository.open(backend, opts.password(), read_ahead=read_ahead)
         if lock and not opts.no_lock:
             async with locked(repo, exclusive):
                 yield repo

@@ -43,6 +43,8 @@ class KeyFile:
             raise IntegrityError(f"keys/{name}: cannot parse: {exc}") from None
         if len(kf.salt) != SALT_SIZE:
             raise IntegrityError(f"keys/{name}: salt is {len(kf.salt)} bytes, want {SALT_SIZE}")
+        if kf.n < 2 or kf.n & (kf.n - 1) or kf.r < 1 or kf.p < 1:
+            raise IntegrityError(f"keys/{name}: impossible scrypt parameters N={kf.n}, r={kf.r}, p={kf.p}")
         return kf
 
     def user_key(self, password: bytes) -> Key:

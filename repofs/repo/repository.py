@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TypeVar
 
 import trio
 
 from ..backend.base import CONFIG, Backend, FileNotFound, FileType, Handle
-from ..errors import DamagedPack, IntegrityError, NotARepository, NotFound, WrongPassword
+from ..errors import DamagedPack, IntegrityError, NotARepository, NotFound, RepofsError, WrongPassword
 from ..model.ids import find_by_prefix, hash_id, parse_id
 from ..model.snapshot import Snapshot, decode_snapshot
 from . import compress
@@ -21,45 +21,61 @@ from .pack import EAGER_TAIL, HEADER_LEN_SIZE, PackEntry, decode_header, header_
 
 T = TypeVar("T")
 
+# At most this many bytes of files are read ahead while the password's key is derived.
+READ_AHEAD_BYTES = 32 << 20
+
 
 class Repository:
     """An open repository. Blocking CPU work (crypto, zstd, hashing) runs in threads under
     ``cpu``; backend requests are bounded by the backend itself."""
 
     def __init__(self, backend: Backend, key: Key, config: Config,
-                 cpu: trio.CapacityLimiter | None = None) -> None:
+                 cpu: trio.CapacityLimiter | None = None,
+                 read_ahead: dict[Handle, bytes] | None = None) -> None:
         self.backend = backend
         self.key = key
         self.config = config
         self.cpu = cpu or trio.CapacityLimiter(os.cpu_count() or 1)
         self._index: Index | None = None
+        self._read_ahead = read_ahead if read_ahead is not None else {}
 
     # -- opening and creating ---------------------------------------------------------
 
     @classmethod
-    async def open(cls, backend: Backend, password: bytes) -> Repository:
-        """Try the password on every key file, then read the config with the master key."""
+    async def open(cls, backend: Backend, password: bytes, *,
+                   read_ahead: Collection[FileType] = ()) -> Repository:
+        """Try the password on every key file, then read the config with the master key.
+
+        The key derivation (scrypt) takes a while. Meanwhile the files of the ``read_ahead``
+        types are listed and read, raw (no key needed), for load_unpacked to take instead of
+        reading them again. A file's name is the hash of its content, so what was read early
+        is still right whenever a later listing names that file, before a lock or after it.
+        """
         try:
-            await backend.stat(CONFIG)
+            sealed_config = await backend.load(CONFIG)
         except FileNotFound:
             raise NotARepository(f"{backend.location}: not a repository (no config file)") from None
         names = [n for n, _ in await backend.list(FileType.KEY)]
         if not names:
             raise NotARepository(f"{backend.location}: not a repository (no key files)")
-        master = None
-        for name in names:
-            raw = await backend.load(Handle(FileType.KEY, name))
-            kf = KeyFile.decode(raw, name)
-            master = await trio.to_thread.run_sync(kf.open, password)
-            if master is not None:
-                break
-        if master is None:
-            raise WrongPassword("wrong password or no key found")
+        cpu = trio.CapacityLimiter(os.cpu_count() or 1)
+        early: dict[Handle, bytes] = {}
+        error: RepofsError | None = None
+        async with trio.open_nursery() as nursery:
+            if read_ahead:
+                nursery.start_soon(_read_files, backend, read_ahead, early)
+            try:
+                master = await _find_master_key(backend, names, password, cpu)
+            except RepofsError as exc:
+                error = exc  # raised below as itself, not inside the nursery's exception group
+            nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
         try:
-            plain = master.open(await backend.load(CONFIG))
+            plain = master.open(sealed_config)
         except MacError:
             raise IntegrityError("config: MAC mismatch; the config or the key file is damaged") from None
-        return cls(backend, master, Config.decode(plain))
+        return cls(backend, master, Config.decode(plain), cpu, early)
 
     @classmethod
     async def create(cls, backend: Backend, password: bytes, version: int, polynomial: int) -> Repository:
@@ -110,7 +126,10 @@ class Repository:
     async def load_unpacked(self, type: FileType, id_: bytes) -> bytes:
         """The JSON of an index, snapshot or lock file, hash- and MAC-checked."""
         h = Handle(type, id_.hex())
-        return await self.cpu_run(self._open_unpacked, h, await self.backend.load(h))
+        raw = self._read_ahead.pop(h, None)
+        if raw is None:
+            raw = await self.backend.load(h)
+        return await self.cpu_run(self._open_unpacked, h, raw)
 
     async def save_unpacked(self, type: FileType, doc: bytes) -> bytes:
         """Store JSON as an unpacked file; returns its id."""
@@ -237,3 +256,44 @@ class Repository:
         id_ = hash_id(raw)
         await self.backend.save(Handle(FileType.KEY, id_.hex()), raw)
         return id_
+
+
+async def _find_master_key(backend: Backend, names: Iterable[str], password: bytes,
+                           cpu: trio.CapacityLimiter) -> Key:
+    """The master key of the first key file the password opens."""
+    for name in names:
+        raw = await backend.load(Handle(FileType.KEY, name))
+        kf = KeyFile.decode(raw, name)
+        master = await trio.to_thread.run_sync(kf.open, password, limiter=cpu)
+        if master is not None:
+            return master
+    raise WrongPassword("wrong password or no key found")
+
+
+async def _read_files(backend: Backend, types: Collection[FileType], into: dict[Handle, bytes]) -> None:
+    """Read the files of ``types`` (in that order, up to READ_AHEAD_BYTES) into ``into``, as
+    many at once as the backend has connections. Best effort: a file that cannot be listed or
+    read is left out, and the read that needs it meets the error itself."""
+    wanted: list[Handle] = []
+    budget = READ_AHEAD_BYTES
+    for type in types:
+        try:
+            listing = await backend.list(type)
+        except RepofsError:
+            continue
+        for name, size in listing:
+            if size <= budget:
+                budget -= size
+                wanted.append(Handle(type, name))
+    queue = iter(wanted)
+
+    async def reader() -> None:
+        for h in queue:
+            try:
+                into[h] = await backend.load(h)
+            except RepofsError:
+                pass
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(max(1, backend.connections)):
+            nursery.start_soon(reader)
