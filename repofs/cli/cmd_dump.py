@@ -10,10 +10,9 @@ from typing import Any
 import click
 
 from ..backend.base import FileType
-from ..dump.common import Selection, dump, dump_file
+from ..dump.common import ArchiveFormat, Selection, dump, dump_file
 from ..dump.output import OutputError
 from ..dump.tar import TarFormat
-from ..dump.zip import ZipFormat
 from ..errors import UsageError
 from ..model import tree as nodes
 from ..patterns import PatternList, parse_all
@@ -23,11 +22,20 @@ from .cmd_snapshots import filter_options
 from .context import GlobalOptions, open_repository
 from .main import cli, global_options, run, take_globals
 
-FORMATS = {"tar": TarFormat, "zip": ZipFormat}
+ARCHIVES = ("tar", "zip")
+
+
+def archive_format(name: str) -> ArchiveFormat:
+    """The writer for ``--archive``; zip's (and its compressor's) module loads only for zip."""
+    if name == "zip":
+        from ..dump.zip import ZipFormat
+
+        return ZipFormat()
+    return TarFormat()
 
 
 @cli.command("dump")
-@click.option("-a", "--archive", type=click.Choice(sorted(FORMATS)), default="tar", show_default=True,
+@click.option("-a", "--archive", type=click.Choice(ARCHIVES), default="tar", show_default=True,
               help="Archive format for folders and several paths.")
 @click.option("-t", "--target", metavar="FILE", help="Write to FILE instead of stdout.")
 @click.option("-e", "--exclude", "excludes", multiple=True, metavar="PATTERN",
@@ -95,7 +103,7 @@ async def _dump(opts: GlobalOptions, spec: str, selection: Selection, archive: s
                 assert single is not None
                 await dump_file(repo, selection.targets[0], single, fd)
             else:
-                await dump(repo, tree_id, selection, FORMATS[archive](), fd, warn=_warn(opts))
+                await dump(repo, tree_id, selection, archive_format(archive), fd, warn=_warn(opts))
         finally:
             if opened:
                 os.close(fd)

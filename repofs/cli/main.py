@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import pkgutil
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -93,7 +92,25 @@ def _first_user_error(group: BaseExceptionGroup) -> BaseException | None:
     return None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """The command table: command NAME lives in ``cmd_NAME.py`` of this package, which is
+    imported only when NAME runs, or when ``--help`` lists every command with its help line.
+    Importing a command module adds its command to the group (``@cli.command``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(_command_names()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _command_names():
+            importlib.import_module(f"{__package__}.cmd_{cmd_name}")
+        return self.commands.get(cmd_name)
+
+
+def _command_names() -> list[str]:
+    return [n[4:-3] for n in os.listdir(os.path.dirname(__file__)) if n.startswith("cmd_") and n.endswith(".py")]
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="repofs")
 @global_options
 @click.pass_context
@@ -105,18 +122,8 @@ def cli(ctx: click.Context, **kwargs: Any) -> None:
                         format="repofs: %(message)s")
 
 
-def _register_commands() -> None:
-    """Import every ``cmd_*`` module of this package; each adds its command to ``cli``."""
-    from . import __path__ as here
-
-    for mod in pkgutil.iter_modules(here):
-        if mod.name.startswith("cmd_"):
-            importlib.import_module(f"{__package__}.{mod.name}")
-
-
 def main() -> None:
     """Entry point: the one place where errors become a message and an exit code."""
-    _register_commands()
     try:
         cli(prog_name="repofs")
     except RepofsError as err:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..model import gotime
 from ..model.ids import short
 from ..model.snapshot import Snapshot
-from ..model.tree import Node
+
+if TYPE_CHECKING:
+    from ..model.tree import Node
 
 _TYPE_LETTERS = "dalTLDpSugct?"  # Go's FileMode.String, bits 31 down to 19
 
