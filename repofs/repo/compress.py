@@ -7,6 +7,7 @@ decompressor or a known output size, never the one-shot call that needs the head
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
 import zstandard
 
@@ -40,7 +41,10 @@ def decompress(frame: bytes, size: int | None = None) -> bytes:
         if size is not None:
             out = _decompressor().decompress(frame, max_output_size=size)
         else:
-            out = _decompressor().decompressobj().decompress(frame)
+            stream = _decompressor().decompressobj()
+            out = stream.decompress(frame)
+            if not stream.eof:
+                raise IntegrityError("zstd: the frame ends early")
     except zstandard.ZstdError as exc:
         raise IntegrityError(f"zstd: {exc}") from None
     if size is not None and len(out) != size:
@@ -66,3 +70,15 @@ def encode_unpacked(doc: bytes, version: int) -> bytes:
     if version < 2:
         return doc
     return bytes([UNPACKED_ZSTD]) + compress(doc)
+
+
+def encode_unpacked_parts(parts: Iterable[bytes], version: int, level: int = 3) -> bytes:
+    """``encode_unpacked`` of the concatenated ``parts``, compressed as they come in v2
+    (the frame then carries no content size, which restic's decoder does not need)."""
+    if version < 2:
+        return b"".join(parts)
+    stream = zstandard.ZstdCompressor(level=level).compressobj()
+    out = [bytes([UNPACKED_ZSTD])]
+    out += (stream.compress(part) for part in parts)
+    out.append(stream.flush())
+    return b"".join(out)
