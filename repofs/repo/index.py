@@ -134,8 +134,15 @@ def encode_index(packs: Iterable[tuple[bytes, Iterable[Entry]]], supersedes: Seq
     Packs and blobs keep the given order; a pack without blobs is left out, as restic
     never lists one. ``uncompressed_length`` appears only for compressed blobs.
     """
-    parts = ['{"supersedes":[', ",".join(f'"{i.hex()}"' for i in supersedes), "],"] if supersedes else ["{"]
-    parts.append('"packs":[')
+    return b"".join(encode_index_parts(packs, supersedes))
+
+
+def encode_index_parts(packs: Iterable[tuple[bytes, Iterable[Entry]]],
+                       supersedes: Sequence[bytes] = ()) -> Iterator[bytes]:
+    """``encode_index`` piece by piece (about one piece per pack), so that a large index
+    can be compressed as it is made instead of being held whole, several times over."""
+    head = ['{"supersedes":[', ",".join(f'"{i.hex()}"' for i in supersedes), "],"] if supersedes else ["{"]
+    yield ("".join(head) + '"packs":[').encode()
     first_pack = True
     for pack_id, entries in packs:
         blobs = []
@@ -147,9 +154,7 @@ def encode_index(packs: Iterable[tuple[bytes, Iterable[Entry]]], supersedes: Seq
             blobs.append(f'{{"id":"{blob_id.hex()}","type":"{name}","offset":{offset},"length":{length}{tail}}}')
         if not blobs:
             continue
-        if not first_pack:
-            parts.append(",")
+        sep = "" if first_pack else ","
         first_pack = False
-        parts.append(f'{{"id":"{pack_id.hex()}","blobs":[{",".join(blobs)}]}}')
-    parts.append("]}\n")
-    return "".join(parts).encode()
+        yield f'{sep}{{"id":"{pack_id.hex()}","blobs":[{",".join(blobs)}]}}'.encode()
+    yield b"]}\n"

@@ -140,6 +140,16 @@ class Repository:
         await self.backend.save(Handle(type, id_.hex()), raw)
         return id_
 
+    async def save_unpacked_parts(self, type: FileType, parts: Iterable[bytes]) -> bytes:
+        """``save_unpacked`` of JSON made piece by piece (a large index), consumed and
+        compressed in a worker thread without ever holding the whole document."""
+        def seal() -> bytes:
+            return self.key.seal(compress.encode_unpacked_parts(parts, self.version))
+        raw = await self.cpu_run(seal)
+        id_ = hash_id(raw)
+        await self.backend.save(Handle(type, id_.hex()), raw)
+        return id_
+
     async def load_snapshot(self, id_: bytes) -> Snapshot:
         return decode_snapshot(await self.load_unpacked(FileType.SNAPSHOT, id_), id_)
 

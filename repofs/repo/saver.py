@@ -14,7 +14,9 @@ The pieces, usable on their own (the copy command feeds blobs, the archiver file
 from __future__ import annotations
 
 import enum
+import struct
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import trio
@@ -24,7 +26,7 @@ from ..errors import UsageError
 from ..model.ids import hash_id
 from . import compress
 from .crypto import Key
-from .index import BlobType, encode_index
+from .index import BlobType, encode_index_parts
 from .packer import DEFAULT_PACK_SIZE, FinishedPack, Packer, SealedBlob
 from .repository import Repository
 
@@ -35,6 +37,10 @@ INLINE_MAX = 64 << 10
 INDEX_MAX_BLOBS_V1 = 50_000
 INDEX_MAX_BLOBS_V2 = 3 * INDEX_MAX_BLOBS_V1
 INDEX_MAX_AGE = 10 * 60.0
+
+# A pending index entry: id, type, offset, length, uncompressed length (0: none). 45 bytes
+# instead of ~170 for a tuple of Python objects, per new blob until the index file is out.
+_ENTRY = struct.Struct("<32sBIII")
 
 
 class Compression(enum.Enum):
@@ -85,13 +91,15 @@ class IndexWriter:
         self.repo = repo
         self.max_blobs = INDEX_MAX_BLOBS_V2 if repo.version >= 2 else INDEX_MAX_BLOBS_V1
         self.written: list[bytes] = []
-        self._packs: list[tuple[bytes, list]] = []
+        self._packs: list[tuple[bytes, bytes]] = []  # pack id, its entries packed
         self._blobs = 0
         self._started = trio.current_time()
 
     async def pack_saved(self, pack: FinishedPack) -> None:
         """Note a stored pack; write an index file once restic would call the index full."""
-        self._packs.append((pack.id, pack.index_entries()))
+        packed = b"".join([_ENTRY.pack(e.id, e.type, e.offset, e.length, e.uncompressed_length or 0)
+                           for e in pack.entries])
+        self._packs.append((pack.id, packed))
         self._blobs += len(pack.entries)
         if self._blobs >= self.max_blobs or trio.current_time() - self._started >= INDEX_MAX_AGE:
             await self.flush()
@@ -102,8 +110,13 @@ class IndexWriter:
             return
         packs, self._packs, self._blobs = self._packs, [], 0
         self._started = trio.current_time()
-        doc = await self.repo.cpu_run(encode_index, packs)
-        self.written.append(await self.repo.save_unpacked(FileType.INDEX, doc))
+        self.written.append(await self.repo.save_unpacked_parts(FileType.INDEX, _index_parts(packs)))
+
+
+def _index_parts(packs: list[tuple[bytes, bytes]]) -> Iterator[bytes]:
+    """The index file for packs whose entries ``IndexWriter`` packed, piece by piece."""
+    return encode_index_parts((pack_id, [(i, t, o, n, u or None) for i, t, o, n, u in _ENTRY.iter_unpack(packed)])
+                              for pack_id, packed in packs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +137,7 @@ class BlobSaver:
     reported) but nothing is written. Call ``flush`` once at the end: it uploads the open
     packs and writes the remaining index entries; only then do the saved blobs count as
     stored for a snapshot. ``uploads`` bounds the packs uploaded at once (the packer's
-    default: the backend's connections); each holds a pack in memory.
+    default: the backend's upload_slots); each holds a pack in memory.
     """
 
     def __init__(self, repo: Repository, nursery: trio.Nursery,
@@ -139,21 +152,23 @@ class BlobSaver:
                                  pack_size, cpu=repo.cpu, uploads=uploads)
         self._index = repo.index
         self._lock = threading.Lock()
-        self._claimed: set[tuple[BlobType, bytes]] = set()
+        # Ids claimed in this run, per blob type (a set of bare ids is half the memory of
+        # one of (type, id) tuples).
+        self._claimed: dict[BlobType, set[bytes]] = {t: set() for t in BlobType}
         self.blobs_added = {BlobType.DATA: 0, BlobType.TREE: 0}
 
     def known(self, blob_type: BlobType, blob_id: bytes) -> bool:
         """Whether the blob is in the repository's index or was claimed in this run."""
-        return (blob_type, blob_id) in self._claimed or self._index.has(blob_id, blob_type)
+        return blob_id in self._claimed[blob_type] or self._index.has(blob_id, blob_type)
 
     def reserve(self, blob_type: BlobType, blob_id: bytes) -> bool:
         """Claim a blob for storing: True for the first caller of an unknown blob, who must
         then ``add`` it; False when it is stored or claimed already. Thread-safe."""
-        key = (blob_type, blob_id)
+        claimed = self._claimed[blob_type]
         with self._lock:
-            if key in self._claimed or self._index.has(blob_id, blob_type):
+            if blob_id in claimed or self._index.has(blob_id, blob_type):
                 return False
-            self._claimed.add(key)
+            claimed.add(blob_id)
             return True
 
     def seal(self, blob_type: BlobType, data: bytes | bytearray | memoryview, blob_id: bytes) -> SealedBlob:
