@@ -26,6 +26,7 @@ class CountingBackend:
         self.inner = LocalBackend(str(path))
         self.location = self.inner.location
         self.connections = self.inner.connections
+        self.upload_slots = self.inner.upload_slots
         self.loads: list[Handle] = []
 
     async def list(self, type: FileType) -> list[tuple[str, int]]:

@@ -49,6 +49,8 @@ class Backend(Protocol):
 
     location: str
     connections: int
+    upload_slots: int
+    """Packs worth uploading at once; each one in flight is a pack held in memory."""
 
     async def create(self) -> None:
         """Make the empty layout; fails if a repository is already there."""

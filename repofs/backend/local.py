@@ -30,6 +30,8 @@ class LocalBackend:
         self.path = os.path.abspath(path)
         self.location = path
         self.connections = connections
+        # The disk is the limit, not latency: a second pack in flight only costs memory.
+        self.upload_slots = 1
         self._limiter = trio.CapacityLimiter(connections)
 
     def filename(self, h: Handle) -> str:

@@ -25,6 +25,7 @@ class RestBackend:
         self.base = url.rstrip("/") + "/"
         self.location = f"rest:{url}"
         self.connections = connections
+        self.upload_slots = connections  # one per connection hides the latency
         self._limiter = trio.CapacityLimiter(connections)
         self._client = httpx.AsyncClient(
             headers={"Accept": API_V2},

@@ -13,8 +13,6 @@ import threading
 
 import trio
 
-from ..backend.base import Backend
-from ..backend.local import LocalBackend
 from ..repo.index import BlobType
 from ..repo.packer import DEFAULT_PACK_SIZE, SealedBlob
 from ..repo.repository import Repository
@@ -30,12 +28,6 @@ Stored = tuple[BlobType, int, "SealedBlob | None"]
 dry run)."""
 
 
-def upload_slots(backend: Backend) -> int | None:
-    """Packs uploaded at once: one to a local folder, where the disk is the limit and each
-    pack in flight is memory; a remote backend keeps one per connection, to hide latency."""
-    return 1 if isinstance(backend, LocalBackend) else None
-
-
 class BlobSink:
     """Claims, seals and stores blobs in ``dst`` (index loaded); with ``dry_run`` it only
     claims and counts. ``claim`` and ``seal`` are thread-safe; ``add`` runs in trio."""
@@ -49,7 +41,7 @@ class BlobSink:
         self.transcoder = Transcoder(dst.key, dst.version, compression)
         self.saver: BlobSaver | None = None
         if not dry_run:
-            self.saver = BlobSaver(dst, nursery, compression, pack_size, uploads=upload_slots(dst.backend))
+            self.saver = BlobSaver(dst, nursery, compression, pack_size)
         self._claimed: set[tuple[BlobType, bytes]] = set()
         self._lock = threading.Lock()
         self._indexed_packs = 0

@@ -142,7 +142,7 @@ class Packer:
         self._on_saved = on_saved
         self._cpu = cpu
         self._open: dict[BlobType, PackBuffer] = {}
-        self._slots = trio.Semaphore(max(1, uploads if uploads is not None else backend.connections))
+        self._slots = trio.Semaphore(max(1, uploads if uploads is not None else backend.upload_slots))
         self._running = 0
         self._idle = trio.Event()
         self._idle.set()
