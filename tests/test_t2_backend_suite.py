@@ -55,6 +55,17 @@ async def test_conformance(backend: Backend) -> None:
         assert await backend.list(t) == []
 
 
+async def test_a_file_saved_in_parts_is_their_concatenation(backend: Backend) -> None:
+    await backend.create()
+    # Parts of every size, empty ones and more than one writev takes at once among them.
+    parts = [os.urandom(n % 5000) for n in range(0, 1500 * 37, 37)] + [b"", os.urandom(3 << 20)]
+    whole = b"".join(parts)
+    h = Handle(FileType.PACK, hash_id(whole).hex())
+    await backend.save(h, parts)
+    assert await backend.stat(h) == len(whole)
+    assert await backend.load(h) == whole
+
+
 @needs_restic
 def test_restic_and_repofs_share_a_rest_repository(tmp_path: Path) -> None:
     with rest_server(tmp_path / "served") as url:

@@ -216,9 +216,9 @@ def test_pack_buffer_round_trip(blobs: list[tuple[bytes, bool, bool]]) -> None:
         buf.add(sealed)
         sealed_list.append(sealed)
     pack = buf.finish(key)
-    raw = bytes(pack.data)
+    raw = b"".join(pack.parts)
     assert hash_id(raw) == pack.id
-    assert len(raw) == expected_size(pack.entries)
+    assert len(raw) == pack.size == expected_size(pack.entries)
     hlen = int.from_bytes(raw[-4:], "little")
     entries = decode_header(key.open(raw[-4 - hlen:-4]), "test")
     assert entries == pack.entries

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,6 +45,14 @@ class TransientError(BackendError):
     """A failure that may pass (connection reset, server busy)."""
 
 
+Payload = bytes | Sequence[bytes]
+"""A file to save: its bytes, or parts that make it when written back to back."""
+
+
+def payload_size(data: Payload) -> int:
+    return len(data) if isinstance(data, bytes) else sum(len(part) for part in data)
+
+
 class Backend(Protocol):
     """Async access to a repository's files. Implementations bound their own concurrency."""
 
@@ -64,8 +73,10 @@ class Backend(Protocol):
     async def load(self, h: Handle, length: int = 0, offset: int = 0) -> bytes:
         """``length`` bytes from ``offset`` (0 = to the end); FileNotFound when absent."""
 
-    async def save(self, h: Handle, data: bytes) -> None:
-        """Store a whole file atomically: it appears complete under its name or not at all."""
+    async def save(self, h: Handle, data: Payload) -> None:
+        """Store a whole file atomically: it appears complete under its name or not at all.
+        ``data`` is the file's bytes, or a sequence of parts written back to back (a pack
+        is never joined into one copy)."""
 
     async def remove(self, h: Handle) -> None:
         """Delete a file; FileNotFound when absent."""

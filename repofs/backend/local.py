@@ -10,7 +10,7 @@ import trio
 
 from ..errors import BackendError
 from ..model.ids import is_id
-from .base import FileNotFound, FileType, Handle, PermanentError
+from .base import FileNotFound, FileType, Handle, Payload, PermanentError, payload_size
 
 DIR_MODE = 0o700
 FILE_MODE = 0o400
@@ -21,6 +21,21 @@ def _os_error(h: Handle | str, exc: OSError) -> BackendError:
         return FileNotFound(f"{h}: file does not exist")
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     return PermanentError(f"{h}: {reason.lower()}")
+
+
+_IOV_MAX = 1024
+
+
+def _write_all(fd: int, parts: list[bytes | memoryview]) -> None:
+    """Write the parts back to back, whatever the partial writes."""
+    i, n = 0, len(parts)
+    while i < n:
+        done = os.writev(fd, parts[i:i + _IOV_MAX])
+        while i < n and done >= len(parts[i]):
+            done -= len(parts[i])
+            i += 1
+        if done:  # a partial write ended inside parts[i]
+            parts[i] = memoryview(parts[i])[done:]
 
 
 class LocalBackend:
@@ -108,10 +123,10 @@ class LocalBackend:
             os.close(fd)
         return data
 
-    async def save(self, h: Handle, data: bytes) -> None:
+    async def save(self, h: Handle, data: Payload) -> None:
         await self._run(self._save, h, data)
 
-    def _save(self, h: Handle, data: bytes) -> None:
+    def _save(self, h: Handle, data: Payload) -> None:
         final = self.filename(h)
         folder = os.path.dirname(final)
         tmp = f"{final}-tmp-{secrets.token_hex(8)}"
@@ -119,14 +134,13 @@ class LocalBackend:
             os.makedirs(folder, mode=DIR_MODE, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                _write_all(fd, [data] if isinstance(data, bytes) else list(data))
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            if os.path.getsize(tmp) != len(data):
-                raise PermanentError(f"{h}: wrote {os.path.getsize(tmp)} of {len(data)} bytes")
+            size = payload_size(data)
+            if os.path.getsize(tmp) != size:
+                raise PermanentError(f"{h}: wrote {os.path.getsize(tmp)} of {size} bytes")
             os.chmod(tmp, FILE_MODE)
             os.rename(tmp, final)
             dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)

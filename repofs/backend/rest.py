@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+
 import httpx
 import trio
 
 from ..errors import BackendError
-from .base import FileNotFound, FileType, Handle, PermanentError, TransientError
+from .base import FileNotFound, FileType, Handle, Payload, PermanentError, TransientError, payload_size
 
 API_V2 = "application/vnd.x.restic.rest.v2"
 
@@ -16,6 +18,11 @@ def _error(what: str, resp: httpx.Response) -> BackendError:
         return FileNotFound(f"{what}: file does not exist")
     cls = TransientError if resp.status_code >= 500 or resp.status_code == 429 else PermanentError
     return cls(f"{what}: server answered {resp.status_code} {resp.reason_phrase}")
+
+
+async def _stream(parts: Sequence[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
 
 
 class RestBackend:
@@ -82,12 +89,15 @@ class RestBackend:
             raise _error(str(h), resp)
         return resp.content
 
-    async def save(self, h: Handle, data: bytes) -> None:
-        # httpx sends only bytes as a body in memory; it would take a bytearray (a pack from
-        # the packer) for a synchronous stream.
-        body = data if isinstance(data, bytes) else bytes(data)
-        resp = await self._request(str(h), "POST", self.url(h), content=body,
-                                   headers={"Content-Type": "application/octet-stream"})
+    async def save(self, h: Handle, data: Payload) -> None:
+        headers = {"Content-Type": "application/octet-stream"}
+        body: bytes | AsyncIterator[bytes]
+        if isinstance(data, bytes):
+            body = data
+        else:  # parts streamed as they are, with their length (not chunked encoding)
+            body = _stream(data)
+            headers["Content-Length"] = str(payload_size(data))
+        resp = await self._request(str(h), "POST", self.url(h), content=body, headers=headers)
         if resp.status_code != 200:
             raise _error(str(h), resp)
 

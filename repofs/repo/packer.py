@@ -9,6 +9,7 @@ never lists a pack that is not stored.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ import trio
 
 from ..backend.base import Backend, FileType, Handle
 from ..errors import BackendError, UsageError
-from ..model.ids import hash_id
 from .crypto import OVERHEAD, Key
 from .index import BlobType, Entry
 from .pack import ENTRY_COMPRESSED, ENTRY_PLAIN, MAX_HEADER, PackEntry, encode_header
@@ -61,10 +61,13 @@ class SealedBlob:
 
 @dataclass(frozen=True, slots=True)
 class FinishedPack:
-    """A complete pack file: its id (SHA-256 of the bytes), bytes, and header entries."""
+    """A complete pack file: its id (SHA-256 of the bytes), its bytes as the parts that
+    make it when written back to back (the blobs, the header, its length), its size and
+    its header entries."""
 
     id: bytes
-    data: bytes
+    parts: list[bytes]
+    size: int
     entries: list[PackEntry]
     type: BlobType
 
@@ -75,8 +78,9 @@ class FinishedPack:
 class PackBuffer:
     """One pack being filled in memory: blobs back to back and their header entries.
 
-    The blobs are kept as a list and joined once when the pack is finished: appending to
-    one bytearray re-copies it every time it grows (~8x the pack size in all)."""
+    The blobs are kept as a list and never joined: appending to one bytearray re-copies it
+    every time it grows (~8x the pack size in all), and joining them at the end would hold
+    the pack twice while it is hashed and written."""
 
     __slots__ = ("type", "_parts", "_size", "entries", "_header_size")
 
@@ -113,10 +117,12 @@ class PackBuffer:
     def finish(self, key: Key) -> FinishedPack:
         """Seal the header, append it and its length, hash the whole file (CPU work)."""
         header = key.seal(encode_header(self.entries))
-        self._parts += (header, struct.pack("<I", len(header)))
-        data = b"".join(self._parts)
-        self._parts = []
-        return FinishedPack(hash_id(data), data, self.entries, self.type)
+        parts, self._parts = self._parts, []
+        parts += (header, struct.pack("<I", len(header)))
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update(part)
+        return FinishedPack(digest.digest(), parts, self._size + len(header) + 4, self.entries, self.type)
 
 
 PackSaved = Callable[[FinishedPack], Awaitable[None]]
@@ -184,12 +190,12 @@ class Packer:
         try:
             pack = await trio.to_thread.run_sync(buf.finish, self.key, limiter=self._cpu)
             h = Handle(FileType.PACK, pack.id.hex())
-            await self.backend.save(h, pack.data)
+            await self.backend.save(h, pack.parts)
             stored = await self.backend.stat(h)
-            if stored != len(pack.data):
-                raise BackendError(f"{h}: the backend stored {stored} bytes, {len(pack.data)} were sent")
+            if stored != pack.size:
+                raise BackendError(f"{h}: the backend stored {stored} bytes, {pack.size} were sent")
             self.packs_saved += 1
-            self.bytes_saved += len(pack.data)
+            self.bytes_saved += pack.size
             await self._on_saved(pack)
         finally:
             self._slots.release()
