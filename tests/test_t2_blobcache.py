@@ -23,6 +23,16 @@ def test_bounded_by_bytes_lru_order() -> None:
     assert cache.get_cached(b"huge") is None and len(cache) == 3
 
 
+def test_discard_forgets_and_gives_the_bytes_back() -> None:
+    cache = BlobCache(max_bytes=1 << 20)
+    cache.put(b"a", b"x" * 1000)
+    cache.put(b"b", b"y" * 500)
+    cache.discard(b"a")
+    cache.discard(b"never there")
+    assert cache.get_cached(b"a") is None and cache.get_cached(b"b") == b"y" * 500
+    assert cache.used == BlobCache.cost(b"b", b"y" * 500) and len(cache) == 1
+
+
 def test_cost_counts_the_value() -> None:
     assert BlobCache.cost(b"k", b"x" * 10000) - BlobCache.cost(b"k", b"") == 10000
 

@@ -215,6 +215,8 @@ class OpenWatch:
 
 def test_second_backup_reads_no_unchanged_file(tmp_path: Path) -> None:
     src = make_varied_tree(tmp_path / "src", seed=3)
+    for twin in ("twin-a", "twin-b", "twin-a/inner"):  # empty folders: one tree for all three
+        (src / twin).mkdir()
     repo = new_repo(tmp_path / "repo")
     first = summary(repofs("-r", repo, "backup", "--json", src).stdout)
     changed = src / "docs" / "note-05.txt"
@@ -230,6 +232,7 @@ def test_second_backup_reads_no_unchanged_file(tmp_path: Path) -> None:
     finally:
         watch.close()
     assert second["files_changed"] == 1 and second["files_new"] == 0
+    assert second["dirs_new"] == 0 and second["dirs_changed"] + second["dirs_unmodified"] == first["dirs_new"]
     assert second["files_unmodified"] == first["files_new"] - 1
     assert second["data_blobs"] == 1
     assert forced["files_new"] == first["files_new"] and forced["data_blobs"] == 0

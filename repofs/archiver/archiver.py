@@ -156,6 +156,10 @@ class Archiver:
                 self.reporter.error(os.fsdecode(path), exc)
                 return None
         meta, entries, previous_nodes = listing.meta, listing.entries, listing.previous_nodes
+        if is_dir_node(previous):
+            # Its parent tree is decoded now and not read again: without this, the parent's
+            # trees stay cached up to the cache's bound (tens of MiB for 100k files).
+            self.trees.cache.discard((BlobType.TREE, previous.subtree))  # type: ignore[union-attr]
         self.prefetcher.want([e.previous.subtree for e in entries  # type: ignore[union-attr, misc]
                               if e.kind is Kind.DIR and e.listing is None and is_dir_node(e.previous)],
                              depth=2)

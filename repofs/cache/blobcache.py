@@ -66,6 +66,13 @@ class BlobCache:
             del self._lru[k]
             self.used -= self.cost(k, v)
 
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key`` (a value used once and not wanted again)."""
+        value = self._lru.get(key)
+        if value is not None:
+            del self._lru[key]
+            self.used -= self.cost(key, value)
+
     async def get(self, key: Hashable, load: Callable[[], Awaitable[bytes]]) -> bytes:
         """The cached value, or the result of ``load()``, run once however many ask at once."""
         while True:
