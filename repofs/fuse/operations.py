@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pyfuse3
 
-from .vfs import VFS, Attr, FsError
+from .vfs import VFS, FsError
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +40,6 @@ def _translate(fn: F) -> F:
     return handler  # type: ignore[return-value]
 
 
-def entry_attributes(attr: Attr) -> pyfuse3.EntryAttributes:
-    e = pyfuse3.EntryAttributes()
-    e.st_ino = attr.ino
-    e.generation = 0
-    e.entry_timeout = attr.entry_timeout
-    e.attr_timeout = attr.attr_timeout
-    e.st_mode = attr.mode
-    e.st_nlink = attr.nlink
-    e.st_uid = attr.uid
-    e.st_gid = attr.gid
-    e.st_rdev = attr.rdev
-    e.st_size = attr.size
-    e.st_blksize = attr.blksize
-    e.st_blocks = attr.blocks
-    e.st_atime_ns = attr.atime_ns
-    e.st_mtime_ns = attr.mtime_ns
-    e.st_ctime_ns = attr.ctime_ns
-    return e
-
-
 class Operations(pyfuse3.Operations):
     """Read-only handlers over a ``VFS``."""
 
@@ -71,7 +51,7 @@ class Operations(pyfuse3.Operations):
 
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         try:
-            return entry_attributes(await self.vfs.lookup(parent_inode, name))
+            return await self.vfs.lookup(parent_inode, name)
         except FsError as exc:
             if exc.errno == errno.ENOENT and exc.negative_timeout:
                 miss = pyfuse3.EntryAttributes()
@@ -91,7 +71,7 @@ class Operations(pyfuse3.Operations):
 
     @_translate
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return entry_attributes(self.vfs.getattr(inode))
+        return self.vfs.getattr(inode)
 
     @_translate
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
@@ -103,13 +83,7 @@ class Operations(pyfuse3.Operations):
 
     @_translate
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        for name, attr, next_id in self.vfs.readdir(fh, start_id):
-            if not pyfuse3.readdir_reply(token, name, entry_attributes(attr), next_id):
-                if name not in (b".", b".."):
-                    self.vfs.discard(attr.ino)
-                return
-            if name not in (b".", b".."):
-                self.vfs.remember(attr.ino)
+        self.vfs.readdir(fh, start_id, functools.partial(pyfuse3.readdir_reply, token))
 
     @_translate
     async def releasedir(self, fh: int) -> None:

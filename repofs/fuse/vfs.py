@@ -30,16 +30,18 @@ import os
 import stat
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+import pyfuse3
 import trio
 
 from ..backend.base import FileType
 from ..cache.blobcache import BlobCache
 from ..errors import RepofsError
 from ..model.snapshot import Snapshot
-from ..model.tree import CHARDEV, DEV, DIR, FILE, SYMLINK, Node, decode_tree, posix_mode
+from ..model.tree import (CHARDEV, DEV, DIR, FIFO, FILE, MODE_SETGID, MODE_SETUID, MODE_STICKY, SOCKET,
+                          SYMLINK, Node, decode_tree, posix_mode)
 from ..repo.index import BlobType
 from ..repo.repository import Repository
 from ..select import filter_snapshots
@@ -63,6 +65,12 @@ FOLDER_AHEAD_FILES = 256
 FOLDER_AHEAD_GAP = 8          # opens at most this many entries apart count as in order
 FOLDERS_TRACKED = 4096
 
+# st_mode file types of the node types; other types and Go modes with setuid, setgid or
+# sticky bits go through the model's posix_mode.
+_S_IFMT = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK, DEV: stat.S_IFBLK,
+           CHARDEV: stat.S_IFCHR, FIFO: stat.S_IFIFO, SOCKET: stat.S_IFSOCK}
+_GO_SPECIAL_BITS = MODE_SETUID | MODE_SETGID | MODE_STICKY
+
 
 class FsError(Exception):
     """A file-system answer other than success: an errno, and for ENOENT how long the
@@ -74,24 +82,46 @@ class FsError(Exception):
         self.negative_timeout = negative_timeout
 
 
-@dataclass(slots=True)
-class Attr:
-    """What stat shows, and how long the kernel may cache the entry and the attributes."""
+class Attr(pyfuse3.EntryAttributes):
+    """What stat shows, and how long the kernel may cache the entry and the attributes.
 
-    ino: int
-    mode: int
-    nlink: int
-    uid: int
-    gid: int
-    size: int = 0
-    rdev: int = 0
-    blocks: int = 0
-    blksize: int = BLKSIZE
-    atime_ns: int = 0
-    mtime_ns: int = 0
-    ctime_ns: int = 0
-    entry_timeout: float = SHORT_TIMEOUT
-    attr_timeout: float = SHORT_TIMEOUT
+    It is the record pyfuse3 sends (a plain C struct, usable without a mount), so that a
+    listing builds one object per entry and nothing is copied on the way to the kernel.
+    The short names below are for readers of the model (tests, messages).
+    """
+
+    __slots__ = ()
+
+    ino = property(lambda self: self.st_ino)
+    mode = property(lambda self: self.st_mode)
+    nlink = property(lambda self: self.st_nlink)
+    uid = property(lambda self: self.st_uid)
+    gid = property(lambda self: self.st_gid)
+    size = property(lambda self: self.st_size)
+    rdev = property(lambda self: self.st_rdev)
+    blocks = property(lambda self: self.st_blocks)
+    blksize = property(lambda self: self.st_blksize)
+    atime_ns = property(lambda self: self.st_atime_ns)
+    mtime_ns = property(lambda self: self.st_mtime_ns)
+    ctime_ns = property(lambda self: self.st_ctime_ns)
+
+
+def _attr(ino: int, mode: int, nlink: int, uid: int, gid: int, time_ns: int, size: int = 0,
+          timeout: float = SHORT_TIMEOUT) -> Attr:
+    """Attributes of an entry of the top-level folders (atime, mtime and ctime alike)."""
+    a = Attr()
+    a.st_ino = ino
+    a.st_mode = mode
+    a.st_nlink = nlink
+    a.st_uid = uid
+    a.st_gid = gid
+    a.st_size = size
+    a.st_blocks = 1 if size else 0
+    a.st_blksize = BLKSIZE
+    a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = time_ns
+    a.entry_timeout = SHORT_TIMEOUT
+    a.attr_timeout = timeout
+    return a
 
 
 @dataclass
@@ -150,21 +180,41 @@ class _Listing:
     __slots__ = ("nodes", "names", "cost")
 
     def __init__(self, nodes: list[Node], raw_size: int) -> None:
-        self.names: dict[bytes, int] = {}
-        kept: list[Node] = []
-        for node in nodes:
-            name = _clean_name(node.name)
-            if name is None or name in self.names:
-                continue
-            if name != node.name:
-                node = replace(node, name=name)
-            self.names[name] = len(kept)
-            kept.append(node)
-        self.nodes = kept
-        self.cost = 2 * raw_size + 160 * len(kept)
+        names = [n.name for n in nodes]
+        self.names: dict[bytes, int] = dict(zip(names, range(len(names))))
+        if len(self.names) != len(nodes) or _odd_names(names, self.names):
+            nodes = _usable_nodes(nodes)
+            self.names = {n.name: pos for pos, n in enumerate(nodes)}
+        self.nodes = nodes
+        self.cost = 2 * raw_size + 160 * len(nodes)
 
     def __sizeof__(self) -> int:
         return self.cost
+
+
+def _odd_names(names: list[bytes], known: dict[bytes, int]) -> bool:
+    """Whether a name is not usable as it is: empty, ``.``, ``..``, or holding ``/`` or NUL
+    (checked on all names joined, in C, rather than name by name)."""
+    if b"" in known or b"." in known or b".." in known:
+        return True
+    joined = b"/".join(names)
+    return joined.count(b"/") != max(len(names) - 1, 0) or b"\0" in joined
+
+
+def _usable_nodes(nodes: list[Node]) -> list[Node]:
+    """The nodes a folder can show: each under its last path component, the first of
+    duplicate names, none with an unusable name."""
+    seen: set[bytes] = set()
+    kept: list[Node] = []
+    for node in nodes:
+        name = _clean_name(node.name)
+        if name is None or name in seen:
+            continue
+        if name != node.name:
+            node = replace(node, name=name)
+        seen.add(name)
+        kept.append(node)
+    return kept
 
 
 def _clean_name(name: bytes) -> bytes | None:
@@ -186,10 +236,7 @@ class _DirHandle:
     root: int
     meta_path: str | None
     entries: list[tuple[bytes, MetaDir | SnapshotDir | SnapshotLink]] | None = None
-    nodes: list[Node] | None = None
-
-    def __len__(self) -> int:
-        return len(self.nodes) if self.nodes is not None else len(self.entries or ())
+    listing: _Listing | None = None
 
 
 @dataclass(slots=True)
@@ -315,14 +362,6 @@ class VFS:
     def _parent(self, ino: int) -> int:
         return ROOT_INODE if ino == ROOT_INODE else self._value(ino).parent
 
-    def remember(self, ino: int) -> None:
-        """The kernel accepted a readdir entry for ``ino``."""
-        self.inodes.remember(ino)
-
-    def discard(self, ino: int) -> None:
-        """The kernel refused a readdir entry for ``ino``."""
-        self.inodes.discard_unused(ino)
-
     def forget(self, items: Sequence[tuple[int, int]]) -> None:
         for ino, n in items:
             self.inodes.forget(ino, n)
@@ -351,28 +390,48 @@ class VFS:
             return self._node_attr(ino, value.node)
         uid, gid = (0, 0) if self.config.owner_root else (self.config.uid, self.config.gid)
         if isinstance(value, _Meta):
-            t = self.mounted_ns
-            return Attr(ino, stat.S_IFDIR | 0o555, 2, uid, gid, atime_ns=t, mtime_ns=t, ctime_ns=t)
-        t = value.snapshot.time.ns if isinstance(value, _Root) else value.link.snapshot.time.ns
+            return _attr(ino, stat.S_IFDIR | 0o555, 2, uid, gid, self.mounted_ns)
         if isinstance(value, _Root):
-            return Attr(ino, stat.S_IFDIR | 0o555, 2, uid, gid, atime_ns=t, mtime_ns=t,
-                        ctime_ns=t, attr_timeout=LONG_TIMEOUT)
+            return _attr(ino, stat.S_IFDIR | 0o555, 2, uid, gid, value.snapshot.time.ns,
+                         timeout=LONG_TIMEOUT)
         size = len(os.fsencode(value.link.target))
-        return Attr(ino, stat.S_IFLNK | 0o777, 1, uid, gid, size=size, blocks=1,
-                    atime_ns=t, mtime_ns=t, ctime_ns=t)
+        return _attr(ino, stat.S_IFLNK | 0o777, 1, uid, gid, value.link.snapshot.time.ns, size)
 
     def _node_attr(self, ino: int, node: Node) -> Attr:
-        size = 0
-        if node.type == FILE:
+        """A snapshot entry's attributes; every listed entry passes here, so it is lean."""
+        a = Attr()
+        a.st_ino = ino
+        kind = node.type
+        go_mode = node.mode
+        if go_mode & _GO_SPECIAL_BITS or kind not in _S_IFMT:
+            a.st_mode = posix_mode(node)
+        else:
+            a.st_mode = _S_IFMT[kind] | (go_mode & 0o777)
+        if kind == FILE:
             size = node.size
-        elif node.type == SYMLINK:
-            size = len(_link_target(node))
-        uid, gid = (0, 0) if self.config.owner_root else (node.uid, node.gid)
-        return Attr(
-            ino, posix_mode(node), node.links or (2 if node.type == DIR else 1), uid, gid,
-            size=size, rdev=node.device if node.type in (DEV, CHARDEV) else 0,
-            blocks=(size + 511) // 512, atime_ns=node.atime.ns, mtime_ns=node.mtime.ns,
-            ctime_ns=node.ctime.ns, entry_timeout=LONG_TIMEOUT, attr_timeout=LONG_TIMEOUT)
+            a.st_size = size
+            a.st_blocks = (size + 511) >> 9
+            a.st_nlink = node.links or 1
+        else:
+            if kind == SYMLINK:
+                size = len(_link_target(node))
+                a.st_size = size
+                a.st_blocks = (size + 511) >> 9
+            elif kind == DEV or kind == CHARDEV:
+                a.st_rdev = node.device
+            a.st_nlink = node.links or (2 if kind == DIR else 1)
+        if self.config.owner_root:
+            a.st_uid = a.st_gid = 0
+        else:
+            a.st_uid = node.uid
+            a.st_gid = node.gid
+        a.st_blksize = BLKSIZE
+        a.st_atime_ns = node.atime.ns
+        a.st_mtime_ns = node.mtime.ns
+        a.st_ctime_ns = node.ctime.ns
+        a.entry_timeout = LONG_TIMEOUT
+        a.attr_timeout = LONG_TIMEOUT
+        return a
 
     # -- folders -----------------------------------------------------------------------
 
@@ -411,32 +470,48 @@ class VFS:
         else:
             listing = await self._listing_of(ino, value)
             self._queue_subtrees(listing)
-            handle = _DirHandle(ino, _root_of(ino, value), None, nodes=listing.nodes)
+            handle = _DirHandle(ino, _root_of(ino, value), None, listing=listing)
         fh = self._next_fh
         self._next_fh += 1
         self._dirs[fh] = handle
         return fh
 
-    def readdir(self, fh: int, start: int) -> Iterator[tuple[bytes, Attr, int]]:
-        """(name, attributes, next position) from position ``start``, ``.`` and ``..``
-        first. Each entry's inode exists but is not counted: call ``remember`` for every
-        entry the kernel accepts and ``discard`` for the one it refuses."""
+    def readdir(self, fh: int, start: int, reply: Callable[[bytes, Attr, int], bool]) -> None:
+        """Offer the entries from position ``start`` on, ``.`` and ``..`` first, to
+        ``reply(name, attributes, next position)`` until it refuses one (returns False).
+        Every entry accepted but ``.`` and ``..`` counts one lookup of its inode."""
         h = self._dirs[fh]
-        for pos in range(start, len(h) + 2):
-            if pos == 0:
-                yield b".", self.getattr(h.ino), 1
-                continue
-            if pos == 1:
-                yield b"..", self.getattr(self._parent(h.ino)), 2
-                continue
-            if h.nodes is not None:
-                node = h.nodes[pos - 2]
-                name, ino = node.name, self._node_child(h.ino, h.root, node)
-            else:
-                assert h.entries is not None and h.meta_path is not None
-                name, item = h.entries[pos - 2]
-                ino = self._meta_child(h.ino, h.meta_path, os.fsdecode(name), item)
-            yield name, self.getattr(ino), pos + 1
+        if start == 0:
+            if not reply(b".", self.getattr(h.ino), 1):
+                return
+            start = 1
+        if start == 1:
+            if not reply(b"..", self.getattr(self._parent(h.ino)), 2):
+                return
+            start = 2
+        if h.listing is not None:
+            self._readdir_nodes(h.ino, h.root, h.listing, start - 2, reply)
+            return
+        assert h.entries is not None and h.meta_path is not None
+        for pos in range(start - 2, len(h.entries)):
+            name, item = h.entries[pos]
+            ino = self._meta_child(h.ino, h.meta_path, os.fsdecode(name), item)
+            if not reply(name, self.getattr(ino), pos + 3):
+                self.inodes.discard_unused(ino)
+                return
+            self.inodes.remember(ino)
+
+    def _readdir_nodes(self, ino: int, root: int, listing: _Listing, first: int,
+                       reply: Callable[[bytes, Attr, int], bool]) -> None:
+        nodes = listing.nodes
+        node_attr = self._node_attr
+        for pos in range(first, len(nodes)):
+            node = nodes[pos]
+            child = self._node_child(ino, root, node)
+            if not reply(node.name, node_attr(child, node), pos + 3):
+                self.inodes.discard_unused(child)
+                return
+            self.inodes.remember(child)
 
     def releasedir(self, fh: int) -> None:
         self._dirs.pop(fh, None)
@@ -445,11 +520,13 @@ class VFS:
         """Every entry but ``.`` and ``..``, each counted as the kernel would (for tests
         and tools; the mount uses opendir/readdir)."""
         fh = await self.opendir(ino)
+        out: list[tuple[bytes, Attr]] = []
+
+        def take(name: bytes, attr: Attr, _: int) -> bool:
+            out.append((name, attr))
+            return True
         try:
-            out = []
-            for name, attr, _ in self.readdir(fh, 2):
-                self.remember(attr.ino)
-                out.append((name, attr))
+            self.readdir(fh, 2, take)
             return out
         finally:
             self.releasedir(fh)
