@@ -181,6 +181,48 @@ async def test_hardlinks_share_an_inode(restic_repo: RepoFixture) -> None:
         assert other.ino != a.ino
 
 
+async def test_hardlinked_names_count_on_one_inode(restic_repo: RepoFixture) -> None:
+    """Both names of a hard link, listed or looked up, count on the one inode they share;
+    a listing whose buffer refuses one of them leaves the other's count alone."""
+    async with open_vfs(restic_repo.path) as vfs:
+        top = await resolve(vfs, "ids/" + restic_repo.snapshot_ids[1][:8])
+        docs = await vfs.lookup(top.ino, b"docs")
+        shown = dict(await vfs.listdir(top.ino))
+        link = shown[b"hardlink-to-hello"]
+        assert vfs.inodes.count(link.ino) == 1
+        fh = await vfs.opendir(docs.ino)
+        names: list[bytes] = []
+
+        def until_hello(name: bytes, attr: Attr, nxt: int) -> bool:
+            if name == b"hello.txt":
+                assert attr.ino == link.ino
+                return False
+            names.append(name)
+            return True
+        vfs.readdir(fh, 0, until_hello)
+        vfs.releasedir(fh)
+        assert vfs.inodes.count(link.ino) == 1 and b"hello.txt" not in names
+        hello = await vfs.lookup(docs.ino, b"hello.txt")
+        assert hello.ino == link.ino and vfs.inodes.count(link.ino) == 2
+        assert not vfs.inodes.forget(link.ino, 1)
+        assert vfs.getattr(link.ino).nlink == 2
+        assert vfs.inodes.forget(link.ino, 1) and link.ino not in vfs.inodes
+
+
+async def test_an_entry_keeps_its_number_while_its_folder_block_lives(restic_repo: RepoFixture) -> None:
+    async with open_vfs(restic_repo.path) as vfs:
+        docs = await resolve(vfs, "snapshots/latest/docs")
+        a = await vfs.lookup(docs.ino, b"note-03.txt")
+        b = await vfs.lookup(docs.ino, b"note-04.txt")
+        assert b.ino == a.ino + 1  # one block, numbered in listing order
+        vfs.forget([(a.ino, 1)])
+        assert a.ino not in vfs.inodes
+        assert (await vfs.lookup(docs.ino, b"note-03.txt")).ino == a.ino
+        vfs.forget([(a.ino, 1), (b.ino, 1)])
+        again = await vfs.lookup(docs.ino, b"note-03.txt")
+        assert again.ino > b.ino
+
+
 async def test_missing_names(restic_repo: RepoFixture) -> None:
     async with open_vfs(restic_repo.path) as vfs:
         docs = await resolve(vfs, "snapshots/latest/docs")

@@ -12,9 +12,13 @@ few workers), and each tree comes with its neighbours in the pack (``reader.py``
 through ``reader.OpenFile``; when a folder's files are opened in order (tar, cp -r), the
 next files' blobs are asked for at once, so small files share ranged reads.
 
-Inodes come from ``InodeTable``: children are keyed by parent inode and name, meta entries
-by their path (and snapshot id or link target), and every name of a hard-linked file by
-(snapshot folder inode, device, inode) so the links share one number.
+Inodes come from ``InodeTable``. The entries of a folder in a snapshot get one block of
+consecutive numbers (the folder's inode is the block's key, an entry's position in the
+listing its offset), so listing a folder does no bookkeeping per entry beyond its lookup
+count, and an entry's value (``_Item``) is made only when the kernel asks about it. Every
+name of a hard-linked file has one keyed inode per snapshot, (snapshot folder inode,
+device, inode), so the links share one number; meta entries are keyed by their path (and
+snapshot id or link target).
 
 Errors leave as ``FsError`` with an errno; damaged or missing blobs and backend failures
 are logged once each (with the path that met them first) and become EIO. ``operations.py``
@@ -45,7 +49,7 @@ from ..model.tree import (CHARDEV, DEV, DIR, FIFO, FILE, MODE_SETGID, MODE_SETUI
 from ..repo.index import BlobType
 from ..repo.repository import Repository
 from ..select import filter_snapshots
-from .inodes import ROOT_INODE, InodeTable
+from .inodes import ROOT_INODE, Block, InodeTable
 from .layout import (DEFAULT_PATH_TEMPLATES, DEFAULT_TIME_TEMPLATE, Layout, MetaDir, SnapshotDir,
                      SnapshotLink, build_layout)
 from .reader import BlobFetcher, FileMap, OpenFile
@@ -174,10 +178,11 @@ _Value = _Meta | _Root | _Link | _Item
 
 
 class _Listing:
-    """A decoded tree: nodes in stored (sorted) order and their positions by name. Its
-    ``__sizeof__`` estimates the memory it holds, so the byte-bounded cache can count it."""
+    """A decoded tree: nodes in stored (sorted) order, their positions by name, and the
+    positions of hard-linked files. Its ``__sizeof__`` estimates the memory it holds, so
+    the byte-bounded cache can count it."""
 
-    __slots__ = ("nodes", "names", "cost")
+    __slots__ = ("nodes", "names", "hardlinks", "cost")
 
     def __init__(self, nodes: list[Node], raw_size: int) -> None:
         names = [n.name for n in nodes]
@@ -186,6 +191,8 @@ class _Listing:
             nodes = _usable_nodes(nodes)
             self.names = {n.name: pos for pos, n in enumerate(nodes)}
         self.nodes = nodes
+        self.hardlinks = frozenset(pos for pos, n in enumerate(nodes)
+                                   if n.links > 1 and n.inode and n.type == FILE)
         self.cost = 2 * raw_size + 160 * len(nodes)
 
     def __sizeof__(self) -> int:
@@ -352,11 +359,14 @@ class VFS:
             return self.inodes.ino_for(("snap", path, snap.id), lambda: _Root(snap, path, parent))
         return self.inodes.ino_for(("link", path, item.target), lambda: _Link(item, path, parent))
 
-    def _node_child(self, parent: int, root: int, node: Node) -> int:
-        if node.type == FILE and node.links > 1 and node.inode:
-            key: tuple[object, ...] = ("hardlink", root, node.device_id, node.inode)
-        else:
-            key = (parent, node.name)
+    def _children(self, ino: int, root: int, listing: _Listing) -> Block[_Value]:
+        """The inode block of a snapshot folder's entries (made on first use)."""
+        nodes = listing.nodes
+        return self.inodes.block(ino, len(nodes), lambda pos: _Item(nodes[pos], ino, root))
+
+    def _hardlink(self, parent: int, root: int, node: Node) -> int:
+        """The inode all names of a hard-linked file in one snapshot share (uncounted)."""
+        key = ("hardlink", root, node.device_id, node.inode)
         return self.inodes.ino_for(key, lambda: _Item(node, parent, root))
 
     def _parent(self, ino: int) -> int:
@@ -455,7 +465,13 @@ class VFS:
             pos = listing.names.get(name)
             if pos is None:
                 raise FsError(errno.ENOENT, LONG_TIMEOUT)
-            ino = self._node_child(parent, _root_of(parent, value), listing.nodes[pos])
+            root = _root_of(parent, value)
+            if pos in listing.hardlinks:
+                ino = self._hardlink(parent, root, listing.nodes[pos])
+            else:
+                block = self._children(parent, root, listing)
+                ino = self.inodes.remember_entry(block, pos)
+                return self._node_attr(ino, listing.nodes[pos])
         self.inodes.remember(ino)
         return self.getattr(ino)
 
@@ -504,14 +520,30 @@ class VFS:
     def _readdir_nodes(self, ino: int, root: int, listing: _Listing, first: int,
                        reply: Callable[[bytes, Attr, int], bool]) -> None:
         nodes = listing.nodes
+        if first >= len(nodes):
+            return
+        block = self._children(ino, root, listing)
+        base, counts = block.base, block.counts
+        hardlinks = listing.hardlinks
         node_attr = self._node_attr
-        for pos in range(first, len(nodes)):
-            node = nodes[pos]
-            child = self._node_child(ino, root, node)
-            if not reply(node.name, node_attr(child, node), pos + 3):
-                self.inodes.discard_unused(child)
-                return
-            self.inodes.remember(child)
+        try:
+            for pos in range(first, len(nodes)):
+                node = nodes[pos]
+                if hardlinks and pos in hardlinks:
+                    link = self._hardlink(ino, root, node)
+                    if not reply(node.name, node_attr(link, node), pos + 3):
+                        self.inodes.discard_unused(link)
+                        return
+                    self.inodes.remember(link)
+                    continue
+                if not reply(node.name, node_attr(base + pos, node), pos + 3):
+                    return
+                c = counts[pos]
+                if not c:
+                    block.live += 1
+                counts[pos] = c + 1
+        finally:
+            self.inodes.settle(block)
 
     def releasedir(self, fh: int) -> None:
         self._dirs.pop(fh, None)
