@@ -223,6 +223,21 @@ async def test_an_entry_keeps_its_number_while_its_folder_block_lives(restic_rep
         assert again.ino > b.ino
 
 
+async def test_dotdot_of_a_forgotten_folder_is_stale(restic_repo: RepoFixture) -> None:
+    """The kernel may keep an entry after forgetting its folder (NFS export); ``..`` then
+    says ESTALE, not an unexpected error."""
+    async with open_vfs(restic_repo.path) as vfs:
+        top = await resolve(vfs, "ids/" + restic_repo.snapshot_ids[1][:8])
+        docs = await vfs.lookup(top.ino, b"docs")
+        hello = await vfs.lookup(docs.ino, b"note-05.txt")
+        vfs.forget([(docs.ino, 1)])
+        assert docs.ino not in vfs.inodes
+        with pytest.raises(FsError) as stale:
+            await vfs.lookup(hello.ino, b"..")
+        assert stale.value.errno == errno.ESTALE
+        assert (await vfs.lookup(hello.ino, b".")).ino == hello.ino
+
+
 async def test_missing_names(restic_repo: RepoFixture) -> None:
     async with open_vfs(restic_repo.path) as vfs:
         docs = await resolve(vfs, "snapshots/latest/docs")

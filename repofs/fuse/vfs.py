@@ -472,7 +472,10 @@ class VFS:
                 block = self._children(parent, root, listing)
                 ino = self.inodes.remember_entry(block, pos)
                 return self._node_attr(ino, listing.nodes[pos])
-        self.inodes.remember(ino)
+        try:
+            self.inodes.remember(ino)
+        except KeyError:  # ``..`` of an entry whose folder the kernel forgot already
+            raise FsError(errno.ESTALE) from None
         return self.getattr(ino)
 
     async def opendir(self, ino: int) -> int:
