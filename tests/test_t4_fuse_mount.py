@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
 import random
@@ -18,6 +19,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +29,7 @@ import pytest
 
 import repofs
 from conftest import RepoFixture
-from restic_util import RESTIC, backup, restic, restic_env
+from restic_util import RESTIC, backup, init_repo, restic, restic_env
 
 FUSERMOUNT = shutil.which("fusermount3")
 MOUNT_DEADLINE = 30.0
@@ -297,6 +299,72 @@ def test_parallel_readers(served: Mount, restored: Path, restic_repo: RepoFixtur
         results = list(pool.map(check, jobs))
         assert pool.submit(listing).result() > 30
     assert all(results)
+
+
+def make_many_files(root: Path, seed: int) -> int:
+    """Folders of small and mid-sized files, some nested, a few large ones, links: the
+    shape tar meets in a home folder. Returns the bytes written."""
+    rng = random.Random(seed)
+    text = b" ".join(rng.choice([b"alpha", b"beta", b"gamma", b"delta", b"mount"]) for _ in range(40000))
+    written = 0
+    for d in range(14):
+        folder = root / f"d{d:02d}"
+        if d % 4 == 3:
+            folder = folder / "nested" / f"n{d}"
+        folder.mkdir(parents=True)
+        for k in range(rng.randrange(3, 50)):
+            kind = rng.random()
+            if kind < 0.1:
+                data = b""
+            elif kind < 0.6:
+                data = rng.randbytes(rng.randrange(1, 4096))
+            elif kind < 0.95:
+                data = text[:rng.randrange(10_000, 200_000)] + rng.randbytes(64)
+            else:
+                data = rng.randbytes(rng.randrange(1, 3) << 20)
+            (folder / f"f{k:03d}").write_bytes(data)
+            written += len(data)
+        os.symlink("f000", folder / "link")
+    os.link(root / "d00" / "f001", root / "d01" / "hardlink")
+    return written
+
+
+def test_tar_of_a_snapshot_reads_what_restic_restores(tmp_path: Path) -> None:
+    """tar opens a snapshot's files in tree order, so the mount asks for the next files'
+    blobs across folders ahead of it; with a small cache much of that is evicted and
+    fetched again. Every byte tar gets must still be the file's."""
+    src = tmp_path / "src"
+    assert make_many_files(src, seed=5) > 8 << 20
+    repo = init_repo(tmp_path / "repo", version=2)
+    snapshot_id = backup(repo, src)
+    restored = tmp_path / "restored"
+    restic(repo, "restore", snapshot_id, "--target", str(restored))
+    want = tree_of(restored)
+    for m in mount(repo, tmp_path / "mnt", "--cache-size", "8"):
+        snap = snapshot_dir(m, snapshot_id)
+        proc = subprocess.run(["tar", "-cf", "-", "-C", str(snap), "."], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, check=False, timeout=300)
+        assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+        seen: set[bytes] = set()
+        with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+            for member in tar:
+                rel = os.path.normpath(os.fsencode(member.name))
+                if rel == b".":
+                    continue
+                seen.add(rel)
+                r_path = os.path.join(os.fsencode(restored), rel)
+                if member.isfile():
+                    with open(r_path, "rb") as f:
+                        assert tar.extractfile(member).read() == f.read(), member.name  # type: ignore[union-attr]
+                elif member.islnk():
+                    assert os.path.samefile(r_path, os.path.join(os.fsencode(restored), os.fsencode(
+                        os.path.normpath(member.linkname)))), member.name
+                elif member.issym():
+                    assert os.fsencode(member.linkname) == os.readlink(r_path), member.name
+                else:
+                    assert member.isdir() and stat.S_ISDIR(want[rel].st_mode), member.name
+        assert seen == set(want)
+        assert "ERROR" not in m.output() and "Traceback" not in m.output(), m.output()
 
 
 def test_special_files_and_owners(tmp_path: Path) -> None:

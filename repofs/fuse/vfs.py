@@ -9,8 +9,9 @@ kernel may cache their entries and attributes for long. Listing a folder queues 
 sub-folders' trees for loading in the background (newest listing first, bounded queue, a
 few workers), and each tree comes with its neighbours in the pack (``reader.py``), so
 ``find``, ``du`` and file managers rarely wait for one tree at a time. Files are read
-through ``reader.OpenFile``; when a folder's files are opened in order (tar, cp -r), the
-next files' blobs are asked for at once, so small files share ranged reads.
+through ``reader.OpenFile``; when a snapshot's files are opened in tree order (tar, cp -r),
+``ahead.WalkAhead`` names the blobs of the files to come, across folders, and they are asked
+for at once, so small files share ranged reads.
 
 Inodes come from ``InodeTable``. The entries of a folder in a snapshot get one block of
 consecutive numbers (the folder's inode is the block's key, an entry's position in the
@@ -49,6 +50,7 @@ from ..model.tree import (CHARDEV, DEV, DIR, FIFO, FILE, MODE_SETGID, MODE_SETUI
 from ..repo.index import BlobType
 from ..repo.repository import Repository
 from ..select import filter_snapshots
+from .ahead import PathStep, WalkAhead
 from .inodes import ROOT_INODE, Block, InodeTable
 from .layout import (DEFAULT_PATH_TEMPLATES, DEFAULT_TIME_TEMPLATE, Layout, MetaDir, SnapshotDir,
                      SnapshotLink, build_layout)
@@ -64,10 +66,6 @@ PREFETCH_BATCH = 4      # trees a worker asks for at once (each brings its pack 
 INLINE_DECODE = 64 << 10  # trees larger than this are decoded in a worker thread
 BIG_FILE_BLOBS = 2048     # files with more blobs get their offset map built in a thread
 BLKSIZE = 1 << 20         # st_blksize: what cat and cp use as buffer size
-FOLDER_AHEAD_BYTES = 4 << 20  # content of the next files of a folder read in order
-FOLDER_AHEAD_FILES = 256
-FOLDER_AHEAD_GAP = 8          # opens at most this many entries apart count as in order
-FOLDERS_TRACKED = 4096
 
 # st_mode file types of the node types; other types and Go modes with setuid, setgid or
 # sticky bits go through the model's posix_mode.
@@ -279,8 +277,7 @@ class VFS:
         self._wanted: deque[bytes] = deque(maxlen=PREFETCH_QUEUE)
         self._wake = trio.Event()
         self._reported: set[str] = set()
-        # Per folder tree: (position of the last file opened, position read ahead to).
-        self._folder_reads: dict[bytes, tuple[int, int]] = {}
+        self.ahead = WalkAhead(self._cached_listing, self._want_tree, self.read_ahead)
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -648,53 +645,55 @@ class VFS:
             else:
                 value.fmap = FileMap.build(content, self.repo.index)
         reader = OpenFile(value.fmap, self.fetcher, self.read_ahead)
-        # A small file's blob and, for readers going through a folder, the next files'
+        # A small file's blob and, for readers going through the snapshot, the next files'
         # blobs: asked for together, so neighbours in a pack share one ranged read. (A
         # larger file's blobs come with its first read, read-ahead included.)
         own = value.fmap.ids if len(value.fmap.ids) == 1 else ()
-        self.fetcher.want([*own, *self._folder_ahead(value)])
+        ahead = self._walk_ahead(value)
+        if own or ahead:
+            self.fetcher.want([*own, *ahead] if ahead else own)
         fh = self._next_fh
         self._next_fh += 1
         self._files[fh] = _FileHandle(ino, reader)
         return fh
 
-    def _folder_ahead(self, value: _Item) -> list[bytes]:
-        """When the files of a folder are opened in order (tar, cp -r, rsync, a backup of
-        the mount), the blobs of the next files, up to FOLDER_AHEAD_BYTES."""
-        parent = self.inodes.get(value.parent) if value.parent in self.inodes else None
-        if isinstance(parent, _Root):
-            tree_id: bytes | None = parent.snapshot.tree
-        elif isinstance(parent, _Item):
-            tree_id = parent.node.subtree
-        else:
-            return []
-        listing = self.cache.get_cached(("listing", tree_id)) if tree_id is not None else None
-        if tree_id is None or not isinstance(listing, _Listing):
+    def _walk_ahead(self, value: _Item) -> list[bytes]:
+        """What ``ahead`` says to ask for now that ``value``'s file was opened."""
+        folder = self.inodes.get(value.parent) if value.parent in self.inodes else None
+        tree_id = _tree_of(folder)
+        listing = self._cached_listing(tree_id) if tree_id is not None else None
+        if tree_id is None or listing is None:
             return []
         pos = listing.names.get(value.node.name)
         if pos is None:
             return []
-        last, ahead = self._folder_reads.get(tree_id, (-1, 0))
-        if len(self._folder_reads) >= FOLDERS_TRACKED:
-            self._folder_reads.clear()
-        self._folder_reads[tree_id] = (pos, ahead)
-        in_order = last < pos <= last + FOLDER_AHEAD_GAP
-        if last < 0:  # the first file opened: in order if no file comes before it
-            in_order = all(n.type != FILE for n in listing.nodes[:pos])
-        if not in_order or ahead - pos > FOLDER_AHEAD_FILES // 2:
-            return []
-        ids: list[bytes] = []
-        total = 0
-        k = max(pos + 1, ahead)
-        nodes = listing.nodes
-        while k < len(nodes) and k - pos <= FOLDER_AHEAD_FILES and total < FOLDER_AHEAD_BYTES:
-            node = nodes[k]
-            if node.type == FILE and node.content:
-                ids.extend(node.content)
-                total += node.size
-            k += 1
-        self._folder_reads[tree_id] = (pos, k)
-        return ids
+        return self.ahead.opened(tree_id, pos, lambda: self._path(value.parent, tree_id, listing, pos))
+
+    def _path(self, folder: int, tree_id: bytes, listing: _Listing, pos: int) -> list[PathStep]:
+        """(tree id, listing, position) of each folder from the snapshot's root (or the
+        highest folder whose listing is at hand) down to ``pos`` in folder ``folder``."""
+        out: list[PathStep] = [(tree_id, listing, pos)]
+        value = self.inodes.get(folder) if folder in self.inodes else None
+        while isinstance(value, _Item):
+            parent = self.inodes.get(value.parent) if value.parent in self.inodes else None
+            parent_tree = _tree_of(parent)
+            parent_listing = self._cached_listing(parent_tree) if parent_tree is not None else None
+            at = parent_listing.names.get(value.node.name) if parent_listing is not None else None
+            if parent_tree is None or parent_listing is None or at is None:
+                break
+            out.append((parent_tree, parent_listing, at))
+            value = parent
+        out.reverse()
+        return out
+
+    def _cached_listing(self, tree_id: bytes) -> _Listing | None:
+        listing = self.cache.get_cached(("listing", tree_id))
+        return listing if isinstance(listing, _Listing) else None
+
+    def _want_tree(self, tree_id: bytes) -> None:
+        """Load a folder's tree soon (a walk waits for it): first in the prefetch queue."""
+        self._wanted.append(tree_id)
+        self._wake.set()
 
     async def read(self, fh: int, offset: int, size: int) -> bytes:
         h = self._files[fh]
@@ -732,6 +731,15 @@ class VFS:
             return
         self._reported.add(message)
         log.error("%s: %s", where or "/", message)
+
+
+def _tree_of(value: _Value | None) -> bytes | None:
+    """The tree of a snapshot folder or of a folder in a snapshot."""
+    if isinstance(value, _Root):
+        return value.snapshot.tree
+    if isinstance(value, _Item):
+        return value.node.subtree
+    return None
 
 
 def _root_of(ino: int, value: _Value) -> int:
