@@ -43,13 +43,13 @@ class Trees:
     def __init__(self, listings: dict[str, list[Node]], unloaded: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         self.listings = {k.encode(): Listing(v) for k, v in listings.items()}
         self.unloaded = {k.encode() for k in unloaded}
-        self.wanted: list[bytes] = []
+        self.wanted: list[list[bytes]] = []
 
     def listing(self, tree_id: bytes) -> Listing | None:
         return None if tree_id in self.unloaded else self.listings[tree_id]
 
-    def want(self, tree_id: bytes) -> None:
-        self.wanted.append(tree_id)
+    def want(self, tree_ids: list[bytes]) -> None:
+        self.wanted.append(tree_ids)
 
     def load(self, tree_id: str) -> None:
         self.unloaded.discard(tree_id.encode())
@@ -146,12 +146,27 @@ def test_a_walk_stops_at_an_unloaded_folder_and_asks_for_it_once() -> None:
     def open_(pos: int) -> list[bytes]:
         return walk.opened(b"root", pos, lambda: [(b"root", root, pos)])
     assert open_(0) == [b"b#0", b"c#0"]
-    assert trees.wanted == [b"sub"]
+    assert trees.wanted == [[b"sub"]]
     assert open_(1) == []  # still not loaded: not asked for again
-    assert trees.wanted == [b"sub"]
+    assert trees.wanted == [[b"sub"]]
     trees.load("sub")
     assert open_(2) == [b"sub/x#0", b"sub/y#0", b"z#0"]  # goes on, into the folder and out
-    assert trees.wanted == [b"sub"]
+    assert trees.wanted == [[b"sub"]]
+
+
+def test_a_stopped_walk_asks_for_the_next_folders_too() -> None:
+    """The folders after the one a walk waits for come next: their listings are asked for
+    with it, nearest first, those at hand left out, so the walk does not stop at each."""
+    subs = {f"s{k}": [file(f"s{k}/f{j}", 1000) for j in range(3)] for k in range(5)}
+    trees = Trees({"root": [file("a", 10), *(folder(k, k) for k in subs)], **subs}, unloaded=set(subs) - {"s2"})
+    walk = trees.walk_ahead()
+    root = trees.listings[b"root"]
+    assert walk.opened(b"root", 0, lambda: [(b"root", root, 0)]) == []
+    assert trees.wanted == [[b"s0", b"s1", b"s3", b"s4"]]
+    for k in subs:
+        trees.load(k)
+    ids = walk.opened(b"s0", 0, lambda: [(b"root", root, 1), (b"s0", trees.listings[b"s0"], 0)])
+    assert ids[:2] == [b"s0/f1#0", b"s0/f2#0"] and b"s4/f2#0" in ids
 
 
 def test_marks_are_bounded() -> None:

@@ -13,8 +13,11 @@ before it. When the reader opens a marked file the walk knows how far ahead it i
 up once half of its window is used. The window starts small and doubles with each top-up
 (up to the mount's read-ahead size), so a program that opens two files in a row does not set
 off megabytes of reads. A sub-folder whose listing is not loaded stops the walk until it is;
-its load is asked for once. Of a large file only the first blobs are asked for: its own
-sequential read-ahead (``reader.OpenFile``) takes over once it is read.
+its load is asked for once, together with the listings of the next sub-folders of the same
+folder (``TREES_AHEAD``), which the walk will want right after. Without those, a walk ahead
+of the reader's own folder listings would stop at every folder and top up a folder's worth
+of files at a time, in many small ranged reads. Of a large file only the first blobs are
+asked for: its own sequential read-ahead (``reader.OpenFile``) takes over once it is read.
 
 Files are known by (folder tree id, position). A snapshot may hold the same tree twice
 (two folders alike to the last inode number); a walk marks such a file only the first time
@@ -40,6 +43,7 @@ ORDER_GAP = 8            # a file opened at most this many entries after the las
 MAX_WALKS = 4            # readers followed at once; the least recent is dropped
 MAX_MARKS = 4096         # files marked ahead of one reader
 MAX_STEPS = 4 * MAX_MARKS  # entries one top-up may go through (folders of symlinks, empty files)
+TREES_AHEAD = 32         # a stopped walk asks for the listings of this many next entries' folders
 FOLDERS_TRACKED = 4096   # folders whose last opened position is remembered
 
 
@@ -90,14 +94,14 @@ class WalkAhead:
     """Follows readers through snapshot trees and names the blobs they will read next.
 
     ``listing(tree_id)`` is a folder's listing if it is at hand (else None),
-    ``want_tree(tree_id)`` asks for it to be loaded soon; ``window`` is the most a walk
-    asks for ahead of its reader.
+    ``want_trees(tree_ids)`` asks for listings to be loaded soon, the first of them first;
+    ``window`` is the most a walk asks for ahead of its reader.
     """
 
-    def __init__(self, listing: Callable[[bytes], Listing | None], want_tree: Callable[[bytes], None],
-                 window: int) -> None:
+    def __init__(self, listing: Callable[[bytes], Listing | None],
+                 want_trees: Callable[[list[bytes]], None], window: int) -> None:
         self._listing = listing
-        self._want_tree = want_tree
+        self._want_trees = want_trees
         self.window = window
         self._walks: list[_Walk] = []  # most recently used first
         self._last: dict[bytes, int] = {}  # folder tree id -> position of the file opened last
@@ -163,7 +167,7 @@ class WalkAhead:
                     if sub is None:
                         if walk.waiting != sub_id:
                             walk.waiting = sub_id
-                            self._want_tree(sub_id)
+                            self._want_trees([sub_id, *self._unloaded(nodes[pos + 1:pos + 1 + TREES_AHEAD])])
                         break
                     frame.pos = pos + 1
                     stack.append(_Frame(sub_id, sub, 0))
@@ -188,3 +192,8 @@ class WalkAhead:
             walk.total = total
             walk.window = min(walk.window * 2, self.window)
         return ids
+
+    def _unloaded(self, nodes: Sequence[Node]) -> list[bytes]:
+        """The trees of the folders among ``nodes`` whose listings are not at hand."""
+        return [n.subtree for n in nodes
+                if n.type == DIR and n.subtree is not None and self._listing(n.subtree) is None]

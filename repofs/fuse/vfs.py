@@ -277,7 +277,7 @@ class VFS:
         self._wanted: deque[bytes] = deque(maxlen=PREFETCH_QUEUE)
         self._wake = trio.Event()
         self._reported: set[str] = set()
-        self.ahead = WalkAhead(self._cached_listing, self._want_tree, self.read_ahead)
+        self.ahead = WalkAhead(self._cached_listing, self._want_trees, self.read_ahead)
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -690,9 +690,10 @@ class VFS:
         listing = self.cache.get_cached(("listing", tree_id))
         return listing if isinstance(listing, _Listing) else None
 
-    def _want_tree(self, tree_id: bytes) -> None:
-        """Load a folder's tree soon (a walk waits for it): first in the prefetch queue."""
-        self._wanted.append(tree_id)
+    def _want_trees(self, tree_ids: list[bytes]) -> None:
+        """Load folders' trees soon (a walk waits for the first): at the front of the prefetch
+        queue, the first of them taken first."""
+        self._wanted.extend(reversed(tree_ids))
         self._wake.set()
 
     async def read(self, fh: int, offset: int, size: int) -> bytes:
