@@ -20,8 +20,9 @@ of files at a time, in many small ranged reads. Of a large file only the first b
 asked for: its own sequential read-ahead (``reader.OpenFile``) takes over once it is read.
 
 Files are known by (folder tree id, position). A snapshot may hold the same tree twice
-(two folders alike to the last inode number); a walk marks such a file only the first time
-it passes it, and a reader in the second copy finds no marks until it leaves it.
+(two folders alike to the last inode number); a walk that meets a file whose first mark is
+still ahead of the reader does not mark it again (its blobs are the same, asked for
+already), so a reader in the second copy may find no marks until it leaves it.
 
 Everything here runs on the event loop between checkpoints, so each call does bounded work
 (at most ``MAX_STEPS`` entries visited), and memory is bounded too: at most ``MAX_WALKS``
