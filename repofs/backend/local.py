@@ -9,6 +9,7 @@ import secrets
 import trio
 
 from ..errors import BackendError
+from ..fdio import writev_all
 from ..model.ids import is_id
 from .base import FileNotFound, FileType, Handle, Payload, PermanentError, payload_size
 
@@ -21,21 +22,6 @@ def _os_error(h: Handle | str, exc: OSError) -> BackendError:
         return FileNotFound(f"{h}: file does not exist")
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     return PermanentError(f"{h}: {reason.lower()}")
-
-
-_IOV_MAX = 1024
-
-
-def _write_all(fd: int, parts: list[bytes | memoryview]) -> None:
-    """Write the parts back to back, whatever the partial writes."""
-    i, n = 0, len(parts)
-    while i < n:
-        done = os.writev(fd, parts[i:i + _IOV_MAX])
-        while i < n and done >= len(parts[i]):
-            done -= len(parts[i])
-            i += 1
-        if done:  # a partial write ended inside parts[i]
-            parts[i] = memoryview(parts[i])[done:]
 
 
 class LocalBackend:
@@ -134,7 +120,7 @@ class LocalBackend:
             os.makedirs(folder, mode=DIR_MODE, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                _write_all(fd, [data] if isinstance(data, bytes) else list(data))
+                writev_all(fd, [data] if isinstance(data, bytes) else list(data))
                 os.fsync(fd)
             finally:
                 os.close(fd)
