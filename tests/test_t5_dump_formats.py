@@ -22,8 +22,8 @@ from repofs.dump import tar
 from repofs.dump import zip as zipfmt
 from repofs.dump.common import Entry
 from repofs.model import tree as nodes
-from repofs.model.gotime import NS, Timestamp
-from repofs.model.tree import MODE_DIR, MODE_SETUID, MODE_STICKY, MODE_SYMLINK, Node
+from repofs.model.gotime import GO_ZERO, NS, Timestamp
+from repofs.model.tree import MODE_DIR, MODE_SETGID, MODE_SETUID, MODE_STICKY, MODE_SYMLINK, Node
 
 
 def ts(secs: float, frac_ns: int = 0) -> Timestamp:
@@ -172,6 +172,106 @@ def test_gnu_tar_lists_what_we_write(tmp_path: Path) -> None:
         assert os.getxattr(target / "x", "user.k") == b"v"
     except OSError:
         pytest.skip("no user xattrs on this file system")
+
+
+# The fast path of member_header against the general one: the same bytes for any entry.
+# An entry is drawn with values the fast path takes (short ASCII names, whole seconds,
+# small ids, a few owners so that its caches hit), then up to two of its fields are
+# drawn again from values at or past an edge where it must hand over (100-byte names,
+# 8**7 ids, 8**11 seconds and sizes, non-ASCII or 32-byte owner names, sub-seconds,
+# atime, xattrs, hard links, other node types).
+
+_ascii_part = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="/"),
+                      min_size=1, max_size=30).map(str.encode)
+_any_part = st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b and b"\0" not in b)
+_plain_paths = st.one_of(st.lists(_ascii_part, min_size=1, max_size=4).map(b"/".join),
+                         st.integers(95, 101).map(lambda n: b"d" * n))
+_odd_paths = st.one_of(st.lists(_any_part, min_size=1, max_size=3).map(b"/".join),
+                       st.lists(_ascii_part, min_size=4, max_size=8).map(b"/".join).filter(lambda p: len(p) >= 99),
+                       st.text(min_size=1, max_size=30).filter(lambda t: not t.isascii())
+                       .map(lambda t: t.encode("utf-8", "surrogatepass")))
+_plain_ids = st.one_of(st.sampled_from([0, 1000, 8**7 - 1]), st.integers(0, 8**7 - 1))
+_odd_ids = st.one_of(st.sampled_from([8**7, 2**21 + 1, 2**32 - 1]), st.integers(0, 2**32 - 1), st.integers(-3, -1))
+_plain_owners = st.one_of(st.sampled_from(["", "root", "alice"]), st.just("u" * 31),
+                          st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=31))
+_odd_owners = st.one_of(st.sampled_from(["u" * 32, "b\udcffd", "ü"]), st.text(max_size=40))
+_zones = st.sampled_from([0, 3600, -18_000, 19_800])
+_plain_times = st.builds(lambda secs, zone: Timestamp(secs * NS, zone),
+                         st.one_of(st.integers(0, 2**33), st.sampled_from([0, 8**11 - 1])), _zones)
+_odd_times = st.one_of(
+    st.just(GO_ZERO),
+    st.builds(lambda secs, frac, zone: Timestamp(secs * NS + frac, zone),
+              st.one_of(st.sampled_from([8**11, -1]), st.integers(-(2**40), 2**40)),
+              st.one_of(st.just(0), st.integers(1, NS - 1)), _zones),
+    st.builds(lambda secs, frac, zone: Timestamp(secs * NS + frac, zone), st.integers(0, 2**33),
+              st.integers(1, NS - 1), _zones))
+_plain_sizes = st.one_of(st.integers(0, 10**6), st.just(8**11 - 1), st.integers(0, 8**11 - 1))
+_odd_sizes = st.one_of(st.just(8**11), st.integers(8**11, 2**45))
+
+
+_FIELDS = ("kind", "mtime", "atime", "target", "xattrs", "path", "uid", "gid", "user", "group", "size", "link_to")
+
+
+@st.composite
+def _entries(draw: st.DrawFn) -> Entry:
+    odd_fields = draw(st.sets(st.sampled_from(_FIELDS), max_size=2))
+
+    def pick(field: str, plain: st.SearchStrategy[Any], odd: st.SearchStrategy[Any]) -> Any:
+        return draw(odd if field in odd_fields else plain)
+
+    kind = pick("kind", st.sampled_from([nodes.FILE, nodes.DIR, nodes.SYMLINK]),
+                st.sampled_from([nodes.CHARDEV, nodes.DEV, nodes.FIFO]))
+    mode = draw(st.integers(0, 0o777))
+    for flag in draw(st.sets(st.sampled_from([MODE_SETUID, MODE_SETGID, MODE_STICKY]))):
+        mode |= flag
+    mode |= {nodes.DIR: MODE_DIR, nodes.SYMLINK: MODE_SYMLINK}.get(kind, 0)
+    mtime = pick("mtime", _plain_times, _odd_times)
+    atime = pick("atime", st.sampled_from([mtime, Timestamp(0)]),
+                 st.one_of(st.just(Timestamp(mtime.ns, mtime.offset + 60)), _plain_times, _odd_times))
+    fields: dict[str, Any] = {}
+    if kind == nodes.SYMLINK:
+        target = pick("target", _plain_paths, st.one_of(_odd_paths, st.just(b"")))
+        if draw(st.booleans()):
+            fields["linktarget_raw"] = target
+        else:
+            fields["linktarget"] = target.decode("utf-8", "surrogateescape")
+    if kind in (nodes.CHARDEV, nodes.DEV):
+        fields["device"] = draw(st.integers(0, 2**40))
+    fields["extended_attributes"] = pick("xattrs", st.just(()), st.just((("user.k", b"v"),)))
+    path = pick("path", _plain_paths, _odd_paths)
+    node = Node(name=path.rsplit(b"/", 1)[-1], type=kind, mode=mode, mtime=mtime, atime=atime,
+                uid=pick("uid", _plain_ids, _odd_ids), gid=pick("gid", _plain_ids, _odd_ids),
+                user=pick("user", _plain_owners, _odd_owners), group=pick("group", _plain_owners, _odd_owners),
+                **fields)
+    size = pick("size", _plain_sizes, _odd_sizes) if kind == nodes.FILE else 0
+    link_to = pick("link_to", st.none(), _plain_paths) if kind == nodes.FILE else None
+    return Entry(path, node, size=size, link_to=link_to)
+
+
+@settings(max_examples=2500, deadline=None)
+@given(_entries())
+def test_fast_header_equals_the_general_one(entry: Entry) -> None:
+    assert tar.member_header(entry) == tar._general_header(entry)
+
+
+def test_plain_members_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """So that the test above compares two paths, not the general one with itself."""
+    plain = [
+        file_entry(b"dir/a.txt", b"hello", uid=1000, gid=100, user="alice", group="users", mtime=ts(1_600_000_000),
+                   atime=ts(1_600_000_000))[0],
+        file_entry(b"setuid", b"", mode=MODE_SETUID | 0o755, atime=ts(1_600_000_000), mtime=ts(1_600_000_000))[0],
+        Entry(b"dir", Node(name=b"dir", type=nodes.DIR, mode=MODE_DIR | MODE_STICKY | 0o1777, mtime=ts(1),
+                           atime=Timestamp(0))),
+        Entry(b"link", Node(name=b"link", type=nodes.SYMLINK, mode=MODE_SYMLINK | 0o777, linktarget="t" * 99,
+                            mtime=ts(2), atime=ts(2))),
+    ]
+    want = [tar._general_header(e) for e in plain]
+
+    def refuse(entry: Entry) -> bytes:
+        raise AssertionError(f"{entry.path!r} took the general path")
+
+    monkeypatch.setattr(tar, "_general_header", refuse)
+    assert [tar.member_header(e) for e in plain] == want
 
 
 # -- zip -------------------------------------------------------------------------------------

@@ -115,7 +115,88 @@ def _text_field(value: bytes, width: int, key: bytes, pax: list[tuple[bytes, byt
 
 
 def member_header(entry: Entry) -> bytes:
-    """The header block(s) of one member: an optional PAX header, then the ustar header."""
+    """The header block(s) of one member: an optional PAX header, then the ustar header.
+
+    Most members need no PAX record: a short ASCII name, whole-second times, owner
+    fields that fit. Those take a short path with the owner's and the mode's fields
+    from small caches; everything else goes through ``_general_header``. Both give
+    the same bytes.
+    """
+    node = entry.node
+    typeflag = _FAST_TYPEFLAG.get(node.type)
+    if typeflag is None or entry.link_to is not None or node.extended_attributes:
+        return _general_header(entry)
+    name = entry.path
+    if typeflag == b"5":
+        name += b"/"
+    if len(name) >= 100 or not name.isascii():
+        return _general_header(entry)
+    mtime = node.mtime
+    secs, frac = divmod(mtime.ns, NS)
+    atime = node.atime
+    if frac or not 0 <= secs < _MAX_OCTAL_12 or (
+            atime.ns and (atime.ns != mtime.ns or atime.offset != mtime.offset)):
+        return _general_header(entry)
+    linkname = b""
+    size = 0
+    if typeflag == b"0":
+        size = entry.size
+        if size >= _MAX_OCTAL_12:
+            return _general_header(entry)
+    elif typeflag == b"2":
+        linkname = link_target(node)
+        if len(linkname) >= 100 or not linkname.isascii():
+            return _general_header(entry)
+    owner = _owner_fields(node.uid, node.gid, node.user, node.group)
+    if owner is None:
+        return _general_header(entry)
+    mode = _mode_field(node.type, node.mode)
+    block = _USTAR.pack(name, mode, owner[0], owner[1], b"%011o\0" % size, b"%011o\0" % secs,
+                        _CHKSUM_BLANK, typeflag, linkname, b"ustar\0", b"00", owner[2], owner[3],
+                        b"", b"", b"", b"")
+    return block[:148] + b"%06o\0 " % _checksum(block) + block[156:]
+
+
+_FAST_TYPEFLAG = {nodes.FILE: b"0", nodes.DIR: b"5", nodes.SYMLINK: b"2"}
+_MAX_OCTAL_12 = 8 ** 11
+_MAX_OCTAL_8 = 8 ** 7
+_CACHE_LIMIT = 4096
+_owners: dict[tuple[int, int, str, str], tuple[bytes, bytes, bytes, bytes] | None] = {}
+_modes: dict[tuple[str, int], bytes] = {}
+
+
+def _owner_fields(uid: int, gid: int, user: str, group: str) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """The uid, gid, uname and gname fields, or None when one needs a PAX record."""
+    key = (uid, gid, user, group)
+    try:
+        return _owners[key]
+    except KeyError:
+        pass
+    fields: tuple[bytes, bytes, bytes, bytes] | None = None
+    uname = user.encode("utf-8", "surrogateescape")
+    gname = group.encode("utf-8", "surrogateescape")
+    if (0 <= uid < _MAX_OCTAL_8 and 0 <= gid < _MAX_OCTAL_8 and len(uname) < 32 and len(gname) < 32
+            and uname.isascii() and gname.isascii()):
+        fields = (b"%07o\0" % uid, b"%07o\0" % gid, uname, gname)
+    if len(_owners) >= _CACHE_LIMIT:
+        _owners.clear()
+    _owners[key] = fields
+    return fields
+
+
+def _mode_field(type_: str, go_mode: int) -> bytes:
+    key = (type_, go_mode)
+    field = _modes.get(key)
+    if field is None:
+        if len(_modes) >= _CACHE_LIMIT:
+            _modes.clear()
+        node = Node(name=b"", type=type_, mode=go_mode)
+        field = _modes[key] = b"%07o\0" % (posix_mode(node) & 0o7777)
+    return field
+
+
+def _general_header(entry: Entry) -> bytes:
+    """``member_header`` for any member, PAX records and all."""
     node = entry.node
     pax: list[tuple[bytes, bytes]] = []
     name = entry.path + (b"/" if node.type == nodes.DIR else b"")
