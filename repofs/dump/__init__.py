@@ -9,8 +9,8 @@ The abstractions:
 * an ``Entry`` is one archive member: its relative path, its node, its size; the
   ``Chunk``s of its content follow it to the writer;
 * a ``Job`` is one ranged read of a pack holding neighbouring blobs, possibly of many
-  files; ``fetch.fetch_range`` reads and decodes it (and retries a damaged blob from its
-  other copies);
+  files; the pipeline reads it and a ``fetch.Decoder`` decodes it in worker threads
+  (and retries a damaged blob from its other copies);
 * an ``ArchiveFormat`` (``tar.TarFormat``, ``zip.ZipFormat``, ``common.RawFormat``)
   turns entries and blob plaintexts into the bytes of the output;
 * ``output.Output`` writes those bytes to a file descriptor from a thread.

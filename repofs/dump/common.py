@@ -7,10 +7,10 @@ Four stages run concurrently in one nursery, joined by bounded channels:
 2. the planner picks nodes (``Selection``), refuses hostile names, turns each picked
    node into an ``Entry`` and each data blob into a ``Chunk`` of a ``Job``: neighbouring
    blobs of one pack (across files) share a job, which is one ranged backend read;
-3. workers run jobs (``fetch.fetch_range``): read the range, then check, decrypt and
-   decompress every blob and let the format prepare it (zip deflates), in a thread under
-   the repository's ``cpu`` limiter (small blobs in the loop); a blob that fails is tried
-   again from its other copies (``load_blob``);
+3. readers read each job's range, and a ``fetch.Decoder`` checks, decrypts and
+   decompresses every blob and lets the format prepare it (zip deflates), in threads
+   under the repository's ``cpu`` limiter; a blob that fails is tried again from its
+   other copies (``load_blob``);
 4. the writer takes entries in order, waits for their chunks, and hands header and data
    bytes to ``Output``; it starts a job itself if it gets to one still being gathered.
 
@@ -35,7 +35,7 @@ from ..model import tree as nodes
 from ..model.tree import Node
 from ..patterns import PatternList
 from ..repo.index import BlobLocation, BlobType
-from .fetch import PackReader, close_enough, fetch_range
+from .fetch import Decoder, PackReader, close_enough, read_range
 from .output import Buffer, Output
 from .treewalk import NodeBatch, walk_batches
 
@@ -74,11 +74,14 @@ class Job:
     def cost(self) -> int:
         return max(self.end - self.start, self.plain)
 
+    def complete(self, pieces: list[Any]) -> None:
+        self.pieces = pieces
+        self.done.set()
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    job: Job
-    index: int
+
+Chunk = tuple[Job, int]
+"""A blob of an entry's content: the job reading it and its place in the job's blobs.
+A plain tuple: there is one per blob, made and taken apart in the hottest loops."""
 
 
 @dataclass(slots=True)
@@ -251,6 +254,7 @@ class _Pipeline:
         self.budget = ByteBudget(ahead)
         self.stats = DumpStats()
         self._pending: Job | None = None  # the job being gathered
+        self._ready: list[Job] = []  # gathered, not yet started
         self._items: list[Entry | Chunk] = []  # planned, not yet handed to the writer
         self._last: tuple[bytes, Chunk] | None = None  # previous blob, for repeats
         self._links: dict[tuple[int, int], tuple[bytes, tuple[bytes, ...] | None]] = {}
@@ -259,15 +263,18 @@ class _Pipeline:
 
     async def run(self, source: Source, selection: Selection, fd: int) -> DumpStats:
         nodes_send, nodes_recv = trio.open_memory_channel[NodeBatch](NODES_AHEAD)
-        workers = self.repo.backend.connections + int(self.repo.cpu.total_tokens) + 2
+        readers = 2 * self.repo.backend.connections
         async with trio.open_nursery() as nursery:
+            decoder = Decoder(self.repo, BlobType.DATA, self.fmt.prepare, nursery,
+                              int(self.repo.cpu.total_tokens))
             nursery.start_soon(source, nodes_send)
             nursery.start_soon(self._plan, nodes_recv, selection)
             with self._jobs_recv:
-                for _ in range(workers):
-                    nursery.start_soon(self._work, self._jobs_recv.clone())
+                for _ in range(readers):
+                    nursery.start_soon(self._read, self._jobs_recv.clone(), decoder)
             out = Output(fd, nursery)
             await self._write(out)
+            decoder.close()
         self.stats.bytes_written = out.written
         self.stats.budget_peak = self.budget.peak
         return self.stats
@@ -303,62 +310,72 @@ class _Pipeline:
             return
         entry = Entry(path[1:], node)
         self.stats.entries += 1
+        items = self._items
         if node.type != nodes.FILE:
-            await self._put(entry)
+            items.append(entry)
+            if len(items) >= BATCH:
+                await self._hand_over()
             return
         self.stats.files += 1
-        linkable = self.fmt.hardlinks and node.links > 1 and node.inode
-        key = (node.device_id, node.inode)
-        known = self._links.get(key) if linkable else None
-        if known is not None and known[1] == node.content:
-            entry.link_to = known[0]
-            await self._put(entry)
-            return
-        if linkable:
+        content = node.content or ()
+        if self.fmt.hardlinks and node.links > 1 and node.inode:
+            key = (node.device_id, node.inode)
+            known = self._links.get(key)
+            if known is not None and known[1] == node.content:
+                entry.link_to = known[0]
+                items.append(entry)
+                return
             self._links[key] = (entry.path, node.content)
         lookup = self.repo.index.lookup
         locations = []
-        for blob_id in node.content or ():
+        size = 0
+        for blob_id in content:
             found = lookup(blob_id, BlobType.DATA)
             if not found:
                 raise NotFound(f"{_show(path)}: data blob {blob_id.hex()} is not in the index")
             locations.append(found[0])
-            entry.size += found[0].plain_length
-        await self._put(entry)
-        for blob_id, loc in zip(node.content or (), locations):
-            await self._put(await self._chunk(blob_id, loc))
+            size += found[0].plain_length
+        entry.size = size
+        items.append(entry)
+        for blob_id, loc in zip(content, locations):
+            self._chunk(blob_id, loc)
+            if self._ready:
+                await self._start_ready()
+        if len(items) >= BATCH:
+            await self._hand_over()
 
-    async def _chunk(self, blob_id: bytes, loc: BlobLocation) -> Chunk:
+    def _chunk(self, blob_id: bytes, loc: BlobLocation) -> None:
+        """Plan one blob of the current entry into the job being gathered; a job that is
+        complete (MIN_JOB long, or the blob does not fit it) moves to ``_ready``."""
         last = self._last
-        if last is not None and last[0] == blob_id and last[1].job.refs:
-            last[1].job.refs += 1  # the same blob again (runs of zeros): decoded once
-            return last[1]
+        if last is not None and last[0] == blob_id and last[1][0].refs:
+            last[1][0].refs += 1  # the same blob again (runs of zeros): decoded once
+            self._items.append(last[1])
+            return
         job = self._pending
         end = loc.offset + loc.length
         # Blobs of one pack need not come in pack order: any close enough joins the job.
         if job is None or job.pack_id != loc.pack_id or not close_enough(job.start, job.end, loc):
-            await self._flush()
+            if job is not None:
+                self._ready.append(job)
             job = self._pending = Job(loc.pack_id, loc.offset)
-        assert job is not None
         index = job.where.get(blob_id)
         if index is None:
             index = job.where[blob_id] = len(job.blobs)
             job.blobs.append((blob_id, loc))
-            job.start = min(job.start, loc.offset)
-            job.end = max(job.end, end)
+            if loc.offset < job.start:
+                job.start = loc.offset
+            if end > job.end:
+                job.end = end
             job.plain += loc.plain_length
             self.stats.blobs += 1
         job.refs += 1
-        chunk = Chunk(job, index)
+        chunk = (job, index)
+        self._items.append(chunk)
         self._last = (blob_id, chunk)
         if job.end - job.start >= MIN_JOB:
-            await self._flush()
-        return chunk
-
-    async def _put(self, item: Entry | Chunk) -> None:
-        self._items.append(item)
-        if len(self._items) >= BATCH:
-            await self._hand_over()
+            self._ready.append(job)
+            self._pending = None
 
     async def _hand_over(self) -> None:
         """Give the planned items to the writer (which may wait on the channel)."""
@@ -367,61 +384,76 @@ class _Pipeline:
             await self._items_send.send(items)
 
     async def _flush(self) -> None:
-        """Start the job being gathered: once it is MIN_JOB long, when the next blob does
-        not fit it, at the end, or when the writer needs it (so it never waits on an idle
-        job)."""
-        job, self._pending = self._pending, None
-        if job is None:
-            return
-        self.stats.jobs += 1
-        if not self.budget.fits(job.cost):
-            # The budget comes back as the writer writes: it must have what we planned.
-            await self._hand_over()
-        await self.budget.acquire(job.cost)
-        await self._jobs_send.send(job)
+        """Start the job being gathered too: at the end, or when the writer needs it (so
+        it never waits on an idle job)."""
+        if self._pending is not None:
+            self._ready.append(self._pending)
+            self._pending = None
+        await self._start_ready()
+
+    async def _start_ready(self) -> None:
+        """Start the complete jobs, each once the budget has room for it."""
+        ready, self._ready = self._ready, []
+        for job in ready:
+            self.stats.jobs += 1
+            if not self.budget.fits(job.cost):
+                # The budget comes back as the writer writes: it must have what we planned.
+                await self._hand_over()
+            await self.budget.acquire(job.cost)
+            await self._jobs_send.send(job)
 
     # -- fetching ----------------------------------------------------------------------
 
-    async def _work(self, jobs: trio.MemoryReceiveChannel[Job]) -> None:
+    async def _read(self, jobs: trio.MemoryReceiveChannel[Job], decoder: Decoder) -> None:
+        """Read each job's range and hand it to the decoder, which completes the job."""
         with jobs:
             async for job in jobs:
-                await self._run_job(job)
-
-    async def _run_job(self, job: Job) -> None:
-        job.pieces = await fetch_range(self.repo, BlobType.DATA, job.pack_id, job.start, job.end,
-                                       job.blobs, self.fmt.prepare)
-        job.done.set()
+                try:
+                    raw = await read_range(self.repo, job.pack_id, job.start, job.end)
+                except RepofsError as exc:
+                    decoder.failed(job.blobs, exc, job.complete)
+                else:
+                    decoder.submit(job.pack_id, job.start, job.blobs, raw, job.complete)
 
     # -- writing -----------------------------------------------------------------------
 
     async def _write(self, out: Output) -> None:
         """Entries in order, each followed by its chunks."""
         fmt = self.fmt
+        add = out.add
+        release = self.budget.release
         entry: Entry | None = None
         with self._items_recv:
             async for items in self._items_recv:
                 for item in items:
-                    if type(item) is Entry:
+                    if isinstance(item, Entry):
                         if entry is not None:
-                            await out.write(fmt.end(entry))
+                            for b in fmt.end(entry):
+                                add(b)
                         entry = item
-                        await out.write(fmt.begin(entry))
-                        continue
-                    assert isinstance(item, Chunk) and entry is not None
-                    job = item.job
-                    if not job.done.is_set():
-                        if job is self._pending:
-                            await self._flush()
-                        await job.done.wait()
-                    assert job.pieces is not None
-                    piece = job.pieces[item.index]
-                    if isinstance(piece, RepofsError):
-                        raise type(piece)(f"/{_show(entry.path)}: {piece}")
-                    await out.write(fmt.piece(piece))
-                    job.refs -= 1
-                    if not job.refs:
-                        job.pieces = None
-                        self.budget.release(job.cost)
+                        for b in fmt.begin(item):
+                            add(b)
+                    else:
+                        job, index = item
+                        pieces = job.pieces
+                        if pieces is None:
+                            if job is self._pending or job in self._ready:
+                                await self._flush()
+                            await job.done.wait()
+                            pieces = job.pieces
+                            assert pieces is not None
+                        piece = pieces[index]
+                        if isinstance(piece, RepofsError):
+                            assert entry is not None
+                            raise type(piece)(f"/{_show(entry.path)}: {piece}")
+                        for b in fmt.piece(piece):
+                            add(b)
+                        job.refs -= 1
+                        if not job.refs:
+                            job.pieces = None
+                            release(job.cost)
+                    if out.full:
+                        await out.flush()
         if entry is not None:
             await out.write(fmt.end(entry))
         await out.write(fmt.finish())

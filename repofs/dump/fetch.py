@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -15,6 +16,8 @@ MAX_SPAN = 8 << 20  # neighbouring blobs are read together up to this span
 MAX_GAP = 64 << 10  # bytes of other blobs worth reading over to keep one read
 INLINE_BLOB = 16 << 10  # reads of blobs this small on average are decoded in the loop
 INLINE_TOTAL = 1 << 20  # ... when they hold no more than this in all
+
+Blobs = Sequence[tuple[bytes, BlobLocation]]
 
 
 class PackReader(Protocol):
@@ -46,21 +49,21 @@ def close_enough(start: int, end: int, loc: BlobLocation) -> bool:
 
 
 async def read_range(repo: PackReader, pack_id: bytes, start: int, end: int) -> bytes:
-    raw = await repo.backend.load(Handle(FileType.PACK, pack_id.hex()), end - start, start)
+    raw: bytes = await repo.backend.load(Handle(FileType.PACK, pack_id.hex()), end - start, start)
     if len(raw) != end - start:
         raise DamagedPack(f"pack {pack_id.hex()}: short read (truncated pack)")
     return raw
 
 
-def _decode_all(repo: PackReader, type: BlobType, pack_id: bytes, start: int,
-                blobs: Sequence[tuple[bytes, BlobLocation]], raw: bytes,
-                prepare: Callable[[bytes], Any]) -> list[Any]:
+def _decode_all(repo: PackReader, type: BlobType, pack_id: bytes, start: int, blobs: Blobs,
+                raw: bytes, prepare: Callable[[bytes], Any]) -> list[Any]:
     view = memoryview(raw)
+    decode = repo.decode_blob
     out: list[Any] = []
     for blob_id, loc in blobs:
         rel = loc.offset - start
         try:
-            plain = repo.decode_blob(blob_id, type, loc, pack_id, view[rel:rel + loc.length])
+            plain = decode(blob_id, type, loc, pack_id, view[rel:rel + loc.length])
         except RepofsError as exc:
             out.append(exc)
             continue
@@ -68,9 +71,21 @@ def _decode_all(repo: PackReader, type: BlobType, pack_id: bytes, start: int,
     return out
 
 
+async def _retry_failed(repo: PackReader, type: BlobType, blobs: Blobs, results: list[Any],
+                        prepare: Callable[[bytes], Any]) -> None:
+    """Load every blob whose place in ``results`` holds an error again with
+    ``load_blob`` (which tries its other copies); where that fails too the error stays."""
+    for i, result in enumerate(results):
+        if isinstance(result, RepofsError):
+            try:
+                whole = await repo.load_blob(type, blobs[i][0])
+                results[i] = await repo.cpu_run(prepare, whole)
+            except RepofsError as exc:
+                results[i] = exc
+
+
 async def fetch_range(repo: PackReader, type: BlobType, pack_id: bytes, start: int, end: int,
-                      blobs: Sequence[tuple[bytes, BlobLocation]],
-                      prepare: Callable[[bytes], Any] = _same) -> list[Any]:
+                      blobs: Blobs, prepare: Callable[[bytes], Any] = _same) -> list[Any]:
     """``prepare(plaintext)`` of every blob, in order, from one read of [start, end); a
     blob that fails is loaded again with ``load_blob`` (which tries its other copies),
     and where that fails too its place holds the RepofsError.
@@ -88,11 +103,105 @@ async def fetch_range(repo: PackReader, type: BlobType, pack_id: bytes, start: i
             results = await repo.cpu_run(_decode_all, repo, type, pack_id, start, blobs, raw, prepare)
     except RepofsError as exc:
         results = [exc] * len(blobs)
-    for i, result in enumerate(results):
-        if isinstance(result, RepofsError):
-            try:
-                whole = await repo.load_blob(type, blobs[i][0])
-                results[i] = await repo.cpu_run(prepare, whole)
-            except RepofsError as exc:
-                results[i] = exc
+    await _retry_failed(repo, type, blobs, results, prepare)
     return results
+
+
+Done = Callable[[list[Any]], None]
+"""Takes the results of a range: per blob, in order, ``prepare(plaintext)`` or the
+RepofsError that loading it ended with."""
+
+
+class Decoder:
+    """Decodes the blobs of ranges already read, in worker threads, for one nursery.
+
+    A thread takes range after range while any wait, so it never sits idle waiting
+    for the event loop to hand it the next one (the hand-over costs the most when the
+    machine is busy); at most ``threads`` run at once, each holding a token of the
+    repository's ``cpu`` limiter while it drains. Results come back into the loop
+    through the trio token: ``done(results)`` is called there, after failed blobs were
+    tried again from their other copies (``load_blob``).
+
+    Once ``close`` is called, or the nursery is cancelled, threads finish the range in
+    hand and take no other; ranges still queued or in hand are dropped without their
+    ``done``, so close only when nothing waits for one.
+    """
+
+    def __init__(self, repo: PackReader, type: BlobType, prepare: Callable[[bytes], Any],
+                 nursery: trio.Nursery, threads: int) -> None:
+        self.repo = repo
+        self.type = type
+        self.prepare = prepare
+        self.threads = threads
+        self._nursery = nursery
+        self._token = trio.lowlevel.current_trio_token()
+        self._queue: collections.deque[tuple[bytes, int, Blobs, bytes, Done]] = collections.deque()
+        self._running = 0  # threads started and not yet returned
+        self._closed = False
+        self._ended = trio.Event()
+        nursery.start_soon(self._guard)
+
+    def submit(self, pack_id: bytes, start: int, blobs: Blobs, raw: bytes, done: Done) -> None:
+        """Decode ``blobs`` of ``raw`` (read from ``start`` of the pack), then ``done``."""
+        if self._closed:
+            return
+        self._queue.append((pack_id, start, blobs, raw, done))
+        if self._running < self.threads:
+            self._running += 1
+            self._nursery.start_soon(self._run)
+
+    def failed(self, blobs: Blobs, error: RepofsError, done: Done) -> None:
+        """The read of ``blobs`` failed with ``error``: try each blob on its own, then ``done``."""
+        self._nursery.start_soon(self._finish, blobs, [error] * len(blobs), done)
+
+    def close(self) -> None:
+        """Take no more ranges; the decoder's tasks in the nursery end."""
+        self._ended.set()
+
+    async def _guard(self) -> None:
+        """Keeps the decoder open until ``close`` or until the nursery is cancelled."""
+        try:
+            await self._ended.wait()
+        finally:
+            self._closed = True
+            self._queue.clear()
+
+    async def _run(self) -> None:
+        try:
+            await self.repo.cpu_run(self._drain)
+        finally:
+            self._running -= 1
+        # A range queued after the thread found the queue empty, before it returned.
+        if self._queue and not self._closed and self._running < self.threads:
+            self._running += 1
+            self._nursery.start_soon(self._run)
+
+    def _drain(self) -> None:
+        """In a worker thread: decode queued ranges until none is left."""
+        queue = self._queue
+        while not self._closed:
+            try:
+                pack_id, start, blobs, raw, done = queue.popleft()
+            except IndexError:
+                return
+            results = _decode_all(self.repo, self.type, pack_id, start, blobs, raw, self.prepare)
+            del raw
+            try:
+                self._token.run_sync_soon(self._deliver, blobs, results, done)
+            except trio.RunFinishedError:
+                return
+
+    def _deliver(self, blobs: Blobs, results: list[Any], done: Done) -> None:
+        """In the loop, outside any task: pass on results, or retry their failed blobs.
+        It must not raise (trio would crash); ``done`` only stores the results."""
+        if self._closed:
+            return
+        for result in results:
+            if isinstance(result, RepofsError):
+                self._nursery.start_soon(self._finish, blobs, results, done)
+                return
+        done(results)
+
+    async def _finish(self, blobs: Blobs, results: list[Any], done: Done) -> None:
+        await _retry_failed(self.repo, self.type, blobs, results, self.prepare)
+        done(results)
