@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from conftest import RepoFixture, make_varied_tree, run_repofs
 from restic_util import PASSWORD, backup, init_repo, needs_restic, restic, restic_env
 
@@ -474,6 +475,63 @@ async def test_output_does_not_depend_on_the_budget(restic_repo: RepoFixture, tm
     outputs = {ahead: await _dump_bytes(restic_repo.path, tmp_path, fmt_name, ahead)
                for ahead in (1, 100_000, 64 << 20)}
     assert outputs[1] == outputs[100_000] == outputs[64 << 20]
+
+
+class _HoldBigReads:
+    """A backend whose reads of ``hold`` bytes or more wait until every other task is
+    blocked, so everything that can run ahead of such a read has."""
+
+    def __init__(self, inner: LocalBackend, hold: int) -> None:
+        self._inner = inner
+        self._hold = hold
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def load(self, h: Handle, length: int = 0, offset: int = 0) -> bytes:
+        if length >= self._hold:
+            await trio.testing.wait_all_tasks_blocked(cushion=0.1)
+        return await self._inner.load(h, length, offset)
+
+
+async def test_writer_starts_a_job_the_planner_holds_while_the_channel_is_full(tmp_path: Path) -> None:
+    """A slow read (a.bin) holds the budget; meanwhile the planner fills the writer's
+    channel with the chunks of the tiny files, all one job, and when that job is complete
+    it cannot start (no budget) nor hand the rest over (channel full). Once a.bin is
+    written the writer gets to that job and must start it itself instead of waiting."""
+    repo_path = init_repo(tmp_path / "repo")
+    mtime = Timestamp(1_700_000_000 * NS)
+    big, last = os.urandom(600 << 10), os.urandom(1000)
+    tiny = [b"%05d" % i + os.urandom(11) for i in range(700)]
+
+    def file(name: bytes, content: bytes) -> Node:
+        return Node(name=name, type="file", mode=0o644, mtime=mtime, size=len(content), content=(hash_id(content),))
+
+    root = encode_tree([file(b"a.bin", big)] + [file(b"f%04d" % i, c) for i, c in enumerate(tiny)]
+                       + [file(b"z.bin", last)])
+    # The tiny blobs first, then a.bin's (far from them, so its own job) and z.bin's.
+    blobs = [(c, BlobType.DATA) for c in tiny] + [(big, BlobType.DATA), (last, BlobType.DATA),
+                                                  (root, BlobType.TREE)]
+    await _write_snapshot(repo_path, blobs, hash_id(root))
+
+    from repofs.dump.common import Selection
+    from repofs.dump.common import dump as dump_tree
+    from repofs.dump.tar import TarFormat
+
+    backend = LocalBackend(str(repo_path))
+    repo = await Repository.open(_HoldBigReads(backend, 500 << 10), PASSWORD.encode())  # type: ignore[arg-type]
+    await repo.load_index()
+    out = tmp_path / "out.tar"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        with trio.fail_after(60):
+            await dump_tree(repo, hash_id(root), Selection(), TarFormat(), fd, ahead=1)
+    finally:
+        os.close(fd)
+        await backend.close()
+    with tarfile.open(out, mode="r:") as tf:
+        got = {m.name: tf.extractfile(m).read() for m in tf.getmembers()}  # type: ignore[union-attr]
+    assert got == {"a.bin": big, "z.bin": last, **{"f%04d" % i: c for i, c in enumerate(tiny)}}
 
 
 def test_damaged_tree_fails_naming_the_folder(restic_repo: RepoFixture, tmp_path: Path) -> None:

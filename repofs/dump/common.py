@@ -12,13 +12,15 @@ Four stages run concurrently in one nursery, joined by bounded channels:
    under the repository's ``cpu`` limiter; a blob that fails is tried again from its
    other copies (``load_blob``);
 4. the writer takes entries in order, waits for their chunks, and hands header and data
-   bytes to ``Output``; it starts a job itself if it gets to one still being gathered.
+   bytes to ``Output``; it starts a job itself if it gets to one not yet started.
 
 Channels are closed with plain ``with``: an async close checkpoints, and a cancellation
 arriving there would hide the error that ended the stage.
 
-Memory is bounded by a byte budget: the planner takes a job's size from it before the
-job starts, the writer gives it back when the job's last chunk is written.
+Memory is bounded by a byte budget: a job's size is taken from it before the job
+starts, the writer gives it back when the job's last chunk is written. The chunks of
+a job are contiguous in the stream, so when the writer gets to a job not yet started,
+every job before it has given its share back and this one fits.
 """
 
 from __future__ import annotations
@@ -384,23 +386,35 @@ class _Pipeline:
             await self._items_send.send(items)
 
     async def _flush(self) -> None:
-        """Start the job being gathered too: at the end, or when the writer needs it (so
-        it never waits on an idle job)."""
+        """Start the job being gathered too (at the end)."""
         if self._pending is not None:
             self._ready.append(self._pending)
             self._pending = None
         await self._start_ready()
 
     async def _start_ready(self) -> None:
-        """Start the complete jobs, each once the budget has room for it."""
-        ready, self._ready = self._ready, []
-        for job in ready:
-            self.stats.jobs += 1
+        """Start the complete jobs in order, each once the budget has room for it."""
+        while self._ready:
+            job = self._ready[0]
             if not self.budget.fits(job.cost):
                 # The budget comes back as the writer writes: it must have what we planned.
+                # The job stays in _ready meanwhile: should the writer get to it while the
+                # channel is full, it starts the job itself.
                 await self._hand_over()
-            await self.budget.acquire(job.cost)
-            await self._jobs_send.send(job)
+                if not self._ready or self._ready[0] is not job:
+                    continue
+            await self._start(job)
+
+    async def _start(self, job: Job) -> None:
+        """Take ``job`` (gathered or complete, not started) out of the planner's hands,
+        take its size from the budget and give it to a reader."""
+        if job is self._pending:
+            self._pending = None
+        else:
+            self._ready.remove(job)
+        self.stats.jobs += 1
+        await self.budget.acquire(job.cost)
+        await self._jobs_send.send(job)
 
     # -- fetching ----------------------------------------------------------------------
 
@@ -438,7 +452,7 @@ class _Pipeline:
                         pieces = job.pieces
                         if pieces is None:
                             if job is self._pending or job in self._ready:
-                                await self._flush()
+                                await self._start(job)
                             await job.done.wait()
                             pieces = job.pieces
                             assert pieces is not None
