@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from repofs import fdio
 from repofs.dump import output
 
 needs_pipe_sizes = pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="no F_GETPIPE_SZ (not Linux)")
@@ -122,7 +123,7 @@ def test_write_all_survives_partial_writes(buffers: list[bytes], most: int, tmp_
     path = tmp_path_factory.mktemp("out") / "out"
 
     def short_writev(fd: int, bufs: list[Any]) -> int:
-        assert 0 < len(bufs) <= output.IOV_MAX
+        assert 0 < len(bufs) <= fdio.IOV_MAX
         return real(fd, [b"".join(bytes(b) for b in bufs)[:most]])
 
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)

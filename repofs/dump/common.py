@@ -33,12 +33,13 @@ from typing import Any, Protocol
 import trio
 
 from ..errors import IntegrityError, NotFound, RepofsError
+from ..fdio import Buffer
 from ..model import tree as nodes
 from ..model.tree import Node
 from ..patterns import PatternList
 from ..repo.index import BlobLocation, BlobType
 from .fetch import Decoder, PackReader, close_enough, read_range
-from .output import Buffer, Output
+from .output import Output
 from .treewalk import NodeBatch, walk_batches
 
 __all__ = ["ArchiveFormat", "Buffer", "Chunk", "DumpStats", "Entry", "Job", "RawFormat",

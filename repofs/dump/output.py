@@ -10,13 +10,11 @@ from collections.abc import Sequence
 import trio
 
 from ..errors import RepofsError
-
-Buffer = bytes | bytearray | memoryview
+from ..fdio import Buffer, writev_all
 
 FLUSH_AT = 1 << 20  # bytes handed to the writer thread at once
 QUEUED = 1  # batches waiting while the writer thread writes another
 PIPE_SIZE = 1 << 20
-IOV_MAX = 1024
 
 
 class OutputError(RepofsError):
@@ -45,23 +43,12 @@ def widen_pipe(fd: int, size: int = PIPE_SIZE) -> None:
 def write_all(fd: int, buffers: list[Buffer]) -> None:
     """Write every buffer, in order, whatever the partial writes (blocking)."""
     try:
-        _write_all(fd, buffers)
+        writev_all(fd, buffers)
     except BrokenPipeError:
         raise
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise OutputError(f"cannot write the output: {reason.lower()}") from None
-
-
-def _write_all(fd: int, buffers: list[Buffer]) -> None:
-    i, n = 0, len(buffers)
-    while i < n:
-        done = os.writev(fd, buffers[i:i + IOV_MAX])
-        while i < n and done >= len(buffers[i]):
-            done -= len(buffers[i])
-            i += 1
-        if done:  # a partial write ended inside buffers[i]
-            buffers[i] = memoryview(buffers[i])[done:]
 
 
 class Output:
