@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,7 @@ from repofs.model.tree import Node, encode_tree
 from repofs.repo.crypto import Key
 from repofs.repo.index import BlobType, IndexBuilder
 from repofs.repo.pack import decode_header, expected_size
-from repofs.repo.packer import MIB, PackBuffer, check_pack_size
+from repofs.repo.packer import MIB, PackBuffer, Packer, check_pack_size
 from repofs.repo.repository import Repository
 from repofs.repo import saver as saver_mod
 from repofs.repo.saver import BlobSaver, Compression
@@ -241,3 +242,54 @@ async def test_upload_failure_is_not_indexed(tmp_path: Path) -> None:
     with pytest.raises(BaseExceptionGroup):
         await _save_all(repo, _blobs(6, 3, 1000))
     assert not list((path / "index").iterdir())
+
+
+class _HeldBackend(LocalBackend):
+    """A local backend whose pack uploads wait until ``release`` is set."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.release = trio.Event()
+        self.waiting = 0
+
+    async def save(self, h: Handle, data: object) -> None:  # type: ignore[override]
+        if h.type is FileType.PACK:
+            self.waiting += 1
+            await self.release.wait()
+        await super().save(h, data)  # type: ignore[arg-type]
+
+
+async def test_concurrent_adders_wait_while_a_full_pack_waits_for_its_upload(tmp_path: Path) -> None:
+    """With uploads stuck, many adders at once fill no more than the uploading pack and the
+    one waiting for a slot: memory stays bounded however many tasks add."""
+    backend = _HeldBackend(str(tmp_path / "repo"))
+    await backend.create()
+    key = Key.random()
+    saver = saver_mod.BlobSealer(key, 1)
+    pack_size = check_pack_size(4)
+    accepted = 0
+
+    async def on_saved(pack: object) -> None:
+        pass
+
+    async def adder(seed: int) -> None:
+        nonlocal accepted
+        for data in _blobs(seed, 40, 256 << 10):
+            await packer.add(saver.seal(BlobType.DATA, data, hash_id(data)))
+            accepted += len(data)
+
+    async with trio.open_nursery() as nursery:
+        packer = Packer(backend, key, nursery, on_saved, pack_size, uploads=1)
+        async with trio.open_nursery() as adders:
+            for seed in range(8):
+                adders.start_soon(adder, seed)
+            while not backend.waiting:  # the first pack's hashing runs in a thread
+                await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked(cushion=0.1)
+            assert backend.waiting == 1
+            # One pack uploading, one full and waiting for the slot, a blob on its way per adder.
+            assert accepted <= 2 * pack_size + 8 * (256 << 10)
+            backend.release.set()
+        await packer.flush()
+    assert accepted == 8 * 40 * (256 << 10)
+    assert len(await backend.list(FileType.PACK)) == packer.packs_saved >= 8 * 40 * (256 << 10) // pack_size

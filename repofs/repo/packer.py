@@ -132,8 +132,10 @@ class Packer:
     """Collects sealed blobs into packs and uploads full packs in the background.
 
     ``add`` appends to the open pack of the blob's type; when that pack reaches the target
-    size it is handed to an upload task, at most ``uploads`` at a time (``add`` waits for a
-    free slot, which bounds memory to about ``(uploads + 2) * pack_size``). Uploads run in
+    size it is handed to an upload task, at most ``uploads`` at a time. While a full pack
+    waits for a free slot, every ``add`` of its type waits with it instead of filling another
+    pack, which bounds memory to about ``(uploads + 1) * pack_size`` per blob type, however
+    many tasks add at once. Uploads run in
     ``nursery``, so a failed upload cancels the operation that owns it. ``flush`` uploads the
     open packs and waits until every upload has finished.
     """
@@ -148,6 +150,7 @@ class Packer:
         self._on_saved = on_saved
         self._cpu = cpu
         self._open: dict[BlobType, PackBuffer] = {}
+        self._handing_over: dict[BlobType, trio.Event] = {}  # a full pack waits for a slot
         self._slots = trio.Semaphore(max(1, uploads if uploads is not None else backend.upload_slots))
         self._running = 0
         self._idle = trio.Event()
@@ -157,18 +160,28 @@ class Packer:
 
     async def add(self, blob: SealedBlob) -> None:
         """Put a sealed blob into the open pack of its type (may wait for an upload slot)."""
+        while (handing_over := self._handing_over.get(blob.type)) is not None:
+            await handing_over.wait()
         buf = self._open.get(blob.type)
         if buf is not None and not buf.fits(blob):
-            del self._open[blob.type]
-            await self._queue(buf)
-            buf = None
+            await self._hand_over(buf)
+            await self.add(blob)
+            return
         if buf is None:
             buf = self._open[blob.type] = PackBuffer(blob.type)
         buf.add(blob)
         if buf.full(self.pack_size):
-            # Detach before the first await so that concurrent adds start a new pack.
-            del self._open[blob.type]
+            await self._hand_over(buf)
+
+    async def _hand_over(self, buf: PackBuffer) -> None:
+        """Detach a full pack and queue it; adds of its type wait until it has a slot."""
+        del self._open[buf.type]
+        done = self._handing_over[buf.type] = trio.Event()
+        try:
             await self._queue(buf)
+        finally:
+            del self._handing_over[buf.type]
+            done.set()
 
     async def flush(self) -> None:
         """Upload the open packs, then wait for all uploads to finish."""
