@@ -314,8 +314,11 @@ def test_deflate_pieces_concatenate(module: Any, blobs: list[bytes]) -> None:
 def test_incompressible_blobs_are_stored(module: Any) -> None:
     data = os.urandom(300_000)
     piece = zipfmt.deflate_piece(data, module=module)
-    segments = -(-len(data) // zipfmt.SEGMENT)
-    assert piece.encoded_size == len(data) + 5 * segments  # one stored block per segment
+    if module is zlib:
+        segments = -(-len(data) // zipfmt.SEGMENT)
+        assert piece.encoded_size == len(data) + 5 * segments  # one stored block per segment
+    else:
+        assert len(data) < piece.encoded_size < len(data) * 1.001  # ISA-L stores them itself
     text = zipfmt.deflate_piece(b"abc" * 100_000, module=module)
     assert text.encoded_size < 10_000
     mixed = zipfmt.deflate_piece(data[:100_000] + b"abc" * 100_000 + data[100_000:200_000], module=module)
