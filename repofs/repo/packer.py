@@ -135,9 +135,9 @@ class Packer:
     size it is handed to an upload task, at most ``uploads`` at a time. While a full pack
     waits for a free slot, every ``add`` of its type waits with it instead of filling another
     pack, which bounds memory to about ``(uploads + 1) * pack_size`` per blob type, however
-    many tasks add at once. Uploads run in
-    ``nursery``, so a failed upload cancels the operation that owns it. ``flush`` uploads the
-    open packs and waits until every upload has finished.
+    many tasks add at once. Uploads run in ``nursery``, so a failed upload cancels the
+    operation that owns it. ``flush`` uploads the open packs and waits until every upload has
+    finished.
     """
 
     def __init__(self, backend: Backend, key: Key, nursery: trio.Nursery, on_saved: PackSaved,
