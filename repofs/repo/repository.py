@@ -133,19 +133,16 @@ class Repository:
 
     async def save_unpacked(self, type: FileType, doc: bytes) -> bytes:
         """Store JSON as an unpacked file; returns its id."""
-        def seal() -> bytes:
-            return self.key.seal(compress.encode_unpacked(doc, self.version))
-        raw = await self.cpu_run(seal)
-        id_ = hash_id(raw)
-        await self.backend.save(Handle(type, id_.hex()), raw)
-        return id_
+        return await self._save_sealed(type, lambda: compress.encode_unpacked(doc, self.version))
 
     async def save_unpacked_parts(self, type: FileType, parts: Iterable[bytes]) -> bytes:
         """``save_unpacked`` of JSON made piece by piece (a large index), consumed and
         compressed in a worker thread without ever holding the whole document."""
-        def seal() -> bytes:
-            return self.key.seal(compress.encode_unpacked_parts(parts, self.version))
-        raw = await self.cpu_run(seal)
+        return await self._save_sealed(type, lambda: compress.encode_unpacked_parts(parts, self.version))
+
+    async def _save_sealed(self, type: FileType, plaintext: Callable[[], bytes]) -> bytes:
+        """Make ``plaintext()`` and encrypt it in a worker thread, store it under its hash."""
+        raw = await self.cpu_run(lambda: self.key.seal(plaintext()))
         id_ = hash_id(raw)
         await self.backend.save(Handle(type, id_.hex()), raw)
         return id_
