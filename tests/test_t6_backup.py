@@ -462,3 +462,36 @@ async def test_tree_prefetcher_loads_whole_snapshots(tmp_path: Path, source: Pat
         todo.extend(subtrees(raw))
         seen += 1
     assert seen == doc["dirs_new"] + 1  # every folder and the root
+
+
+async def test_tree_prefetcher_stops_at_its_budget(tmp_path: Path, source: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``AHEAD_BYTES`` of cached trees it loads no more, and what it left may be asked
+    for again once the walk has dropped trees from the cache."""
+    import trio
+
+    from repofs.archiver import prefetch
+    from repofs.backend.local import LocalBackend
+    from repofs.cache.blobcache import BlobCache
+    from repofs.repo.index import BlobType
+    from repofs.repo.repository import Repository
+
+    repo_path = new_repo(tmp_path / "repo")
+    doc = summary(repofs("-r", repo_path, "backup", "--json", ".", cwd=source).stdout)
+    repo = await Repository.open(LocalBackend(str(repo_path)), PASSWORD.encode())
+    root = bytes.fromhex(snapshot_by_short(repo_path, doc["snapshot_id"])["tree"])
+    await repo.load_index()
+    monkeypatch.setattr(prefetch, "MAX_RUN", 1)  # one tree per run: the budget is met early
+    monkeypatch.setattr(prefetch, "AHEAD_BYTES", 1)
+    cache = BlobCache(16 << 20)
+    async with trio.open_nursery() as nursery:
+        fetcher = prefetch.TreePrefetcher(repo, cache, nursery)
+        fetcher.want([root], depth=10)
+    assert len(cache) == 1  # the root, then the budget was spent
+    children = prefetch.subtrees(cache.get_cached((BlobType.TREE, root)))  # type: ignore[arg-type]
+    assert children
+    cache.discard((BlobType.TREE, root))  # the walk listed the root
+    async with trio.open_nursery() as nursery:
+        fetcher._nursery = nursery
+        fetcher.want(children[:1])
+    assert cache.get_cached((BlobType.TREE, children[0])) is not None

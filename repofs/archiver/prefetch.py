@@ -20,9 +20,14 @@ from ..errors import RepofsError
 from ..repo.index import BlobLocation, BlobType
 from ..repo.repository import Repository
 
-# A run of neighbouring blobs is read at once when the gaps in it stay below this.
+# A run of neighbouring blobs is read at once when the gaps in it stay below this; a run is
+# also what one thread call decodes, so it stays short enough for the budget below to bite.
 MAX_GAP = 64 << 10
-MAX_RUN = 8 << 20
+MAX_RUN = 1 << 20
+# Trees loaded ahead of the walk, at most, in bytes of the cache (the walk drops each tree
+# once it has listed its folder). Without it the whole parent snapshot's trees could be
+# decoded at the start: 33 MiB for 5,000 folders.
+AHEAD_BYTES = 16 << 20
 _SUBTREE = re.compile(rb'"subtree":"([0-9a-f]{64})"')
 
 
@@ -71,7 +76,11 @@ class TreePrefetcher:
             runs.append((pack_id, run))
         found: list[bytes] = []
         async with self._limiter:
-            for pack_id, run in runs:
+            for i, (pack_id, run) in enumerate(runs):
+                if self.cache.used >= AHEAD_BYTES:
+                    # Far enough ahead: the rest may be asked for again when the walk nears.
+                    self._asked.difference_update(t for _, later in runs[i:] for t, _ in later)
+                    break
                 start = run[0][1].offset
                 end = run[-1][1].offset + run[-1][1].length
                 try:
