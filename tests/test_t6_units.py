@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from repofs.archiver import targets
-from repofs.archiver.nodes import file_changed, node_from_stat, same_node
+from repofs.archiver import nodes
+from repofs.archiver.nodes import file_changed, node_from_stat, same_node, unchanged_file_node
 from repofs.archiver.scanner import Totals
 from repofs.archiver.select import Selector, parse_size, read_pattern_files
 from repofs.archiver.snapshot import find_parent
@@ -191,6 +194,69 @@ def test_node_from_stat_like_restic(tmp_path: Path) -> None:
     assert with_atime.atime.ns == st_f.st_atime_ns
     assert same_node(node, node)
     assert same_node(node, with_atime) == (st_f.st_atime_ns == st_f.st_mtime_ns)
+
+
+@pytest.fixture(params=["CET-1CEST,M3.5.0,M10.5.0/3", "<+1030>-10:30<+11>-11,M10.1.0,M4.1.0",
+                        "NST3:30NDT,M3.2.0,M11.1.0", "UTC0"])
+def zone(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A local zone with daylight saving time (whole, half hour, odd offset) or none."""
+    monkeypatch.setenv("TZ", request.param)
+    time.tzset()
+    nodes._offsets.clear()
+    yield request.param
+    monkeypatch.undo()
+    time.tzset()
+    nodes._offsets.clear()
+
+
+def _offset_changes(start: int, end: int) -> list[int]:
+    """The seconds at which the local zone's offset changes between ``start`` and ``end``."""
+    out = []
+    for day in range(start, end, 86400):
+        lo, hi = day, day + 86400
+        if time.localtime(lo).tm_gmtoff == time.localtime(hi).tm_gmtoff:
+            continue
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if time.localtime(mid).tm_gmtoff == time.localtime(lo).tm_gmtoff:
+                lo = mid
+            else:
+                hi = mid
+        out.append(hi)
+    return out
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the zone holds for all
+@given(sec=st.integers(-(1 << 31), 1 << 33), frac=st.integers(0, 10**9 - 1),
+       near_change=st.booleans(), delta=st.integers(-1000, 1000))
+def test_local_offset_is_the_zone_offset(zone: str, sec: int, frac: int, near_change: bool, delta: int) -> None:
+    changes = _offset_changes(1609459200, 1640995200)  # the year 2021
+    assert len(changes) == (0 if zone == "UTC0" else 2)
+    if near_change and changes:
+        sec = changes[abs(delta) % 2] + delta
+    ns = sec * 10**9 + frac
+    assert nodes.local_offset(ns) == time.localtime(sec).tm_gmtoff
+    assert nodes.local_time(ns).offset == time.localtime(sec).tm_gmtoff
+
+
+def test_unchanged_file_node_reuses_the_parent_node(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"abc")
+    path, st_f = os.fsencode(f), os.lstat(f)
+    content = (b"\1" * 32,)
+    previous = node_from_stat(b"f", path, st_f, content=content)
+    assert unchanged_file_node(b"f", path, st_f, previous) is previous
+    # Anything restic would record differently gives a new node, as node_from_stat makes it.
+    for changed in [previous.replace(user="someone-else"), previous.replace(links=2),
+                    previous.replace(mtime=Timestamp(previous.mtime.ns, previous.mtime.offset + 3600)),
+                    previous.replace(atime=Timestamp(previous.atime.ns + 1, previous.atime.offset)),
+                    previous.replace(extended_attributes=(("user.x", b"1"),)),
+                    previous.replace(mode=previous.mode ^ 0o100), previous.replace(device_id=0),
+                    previous.replace(name=b"g")]:
+        got = unchanged_file_node(b"f", path, st_f, changed)
+        assert got is not changed and got == previous
+    with_atime = node_from_stat(b"f", path, st_f, with_atime=True, content=content)
+    assert unchanged_file_node(b"f", path, st_f, with_atime, with_atime=True) is with_atime
 
 
 def test_find_parent() -> None:

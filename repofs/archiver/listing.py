@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..errors import IntegrityError, RepofsError
 from ..model import tree
 from ..model.tree import Node, decode_tree
-from .nodes import file_changed, node_from_stat
+from .nodes import file_changed, node_from_stat, unchanged_file_node
 from .select import Selector
 
 
@@ -106,7 +106,7 @@ class Lister:
                                     "storing the file again")
                 return Entry(Kind.FILE, name, path, st, previous, warning=warning)
             try:
-                node = node_from_stat(name, path, st, self.with_atime, tuple(content))
+                node = unchanged_file_node(name, path, st, previous, self.with_atime)
             except OSError as exc:
                 return Entry(Kind.ERROR, name, path, error=ItemError.from_os("lstat", path, exc))
             return Entry(Kind.NODE, name, path, st, previous, node, unchanged=True)

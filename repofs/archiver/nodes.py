@@ -47,13 +47,41 @@ def group_name(gid: int) -> str:
     return name
 
 
+# Zone offsets change on quarter hours (of UTC) in every zone of the tz database since the
+# 1970s; a quarter hour with one offset at both ends has it throughout.
+_QUARTER = 900
+_offsets: dict[int, int] = {}
+
+
+def _offset(sec: int) -> int:
+    try:
+        return time.localtime(sec).tm_gmtoff
+    except (OverflowError, OSError, ValueError):
+        return 0
+
+
+def local_offset(ns: int) -> int:
+    """The local zone's offset from UTC, in seconds, at ``ns`` since the epoch."""
+    sec = ns // NS
+    quarter = sec // _QUARTER
+    offset = _offsets.get(quarter)
+    if offset is None:
+        offset = _offset(quarter * _QUARTER)
+        if offset != _offset(quarter * _QUARTER + _QUARTER - 1):
+            return _offset(sec)  # the offset changes within this quarter hour
+        if len(_offsets) >= 1 << 16:
+            _offsets.clear()
+        _offsets[quarter] = offset
+    return offset
+
+
 def local_time(ns: int) -> Timestamp:
     """A file time as Go's ``time.Unix`` gives it: in the machine's local zone."""
-    try:
-        offset = time.localtime(ns // NS).tm_gmtoff
-    except (OverflowError, OSError, ValueError):
-        offset = 0
-    return Timestamp(ns, offset)
+    return Timestamp(ns, local_offset(ns))
+
+
+def _same_time(t: Timestamp, ns: int) -> bool:
+    return t.ns == ns and t.offset == local_offset(ns)
 
 
 def xattrs(path: bytes) -> tuple[tuple[str, bytes], ...]:
@@ -75,10 +103,11 @@ def xattrs(path: bytes) -> tuple[tuple[str, bytes], ...]:
 
 
 def node_from_stat(name: bytes, path: bytes, st: os.stat_result, with_atime: bool = False,
-                   content: tuple[bytes, ...] | None = None, size: int | None = None) -> Node:
+                   content: tuple[bytes, ...] | None = None, size: int | None = None,
+                   attrs: tuple[tuple[str, bytes], ...] | None = None) -> Node:
     """The node restic records for ``path`` (named ``name`` in its tree) with status ``st``;
     ``content`` is a file's list of data blobs when already known, ``size`` the bytes read
-    from it when that differs from ``st``.
+    from it when that differs from ``st``, ``attrs`` its extended attributes when read already.
 
     Raises OSError when the link target or the extended attributes cannot be read.
     """
@@ -115,10 +144,34 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result, with_atime: boo
         size=size,
         links=links,
         linktarget=target,
-        extended_attributes=() if kind == tree.SYMLINK else xattrs(path),
+        extended_attributes=() if kind == tree.SYMLINK else attrs if attrs is not None else xattrs(path),
         device=device,
         content=content,
     )
+
+
+def unchanged_file_node(name: bytes, path: bytes, st: os.stat_result, previous: Node,
+                        with_atime: bool = False) -> Node:
+    """The node of a file whose content is ``previous``'s: ``node_from_stat`` with the
+    parent's content list, or ``previous`` itself when every field would be the same
+    (then nothing is built, and comparing the two later is an identity check).
+
+    Raises OSError when the extended attributes cannot be read.
+    """
+    attrs = xattrs(path)
+    if (previous.name == name and previous.type == tree.FILE and previous.size == st.st_size
+            and previous.mode == tree.go_mode_from_posix(st.st_mode)
+            and _same_time(previous.mtime, st.st_mtime_ns)
+            and _same_time(previous.atime, st.st_atime_ns if with_atime else st.st_mtime_ns)
+            and _same_time(previous.ctime, st.st_ctime_ns)
+            and previous.uid == st.st_uid and previous.gid == st.st_gid
+            and previous.inode == st.st_ino and previous.device_id == st.st_dev
+            and previous.links == st.st_nlink and previous.extended_attributes == attrs
+            and previous.user == user_name(st.st_uid) and previous.group == group_name(st.st_gid)
+            and previous.content is not None and previous.subtree is None and previous.device == 0
+            and previous.linktarget is None and previous.linktarget_raw is None and not previous.error):
+        return previous
+    return node_from_stat(name, path, st, with_atime, tuple(previous.content or ()), attrs=attrs)
 
 
 def file_changed(st: os.stat_result, previous: Node | None, check_ctime: bool = True,
@@ -137,6 +190,8 @@ def file_changed(st: os.stat_result, previous: Node | None, check_ctime: bool = 
 def same_node(a: Node, b: Node) -> bool:
     """restic's ``Node.Equals``: every recorded field, times as instants, extended
     attributes as a set."""
+    if a is b:
+        return True
     return (
         a.name == b.name and a.type == b.type and a.mode == b.mode
         and a.mtime.ns == b.mtime.ns and a.atime.ns == b.atime.ns and a.ctime.ns == b.ctime.ns
