@@ -1,9 +1,9 @@
 """The archiver: walks the targets depth first in name order and turns them into trees.
 
-The walk itself is sequential (one folder listing at a time, in a worker thread); files go to
-the ``FileSaver`` and folders to the ``TreeSaver``, which both finish in the background, so
-reading, sealing and uploading overlap with the walk. The parent snapshot's trees are read
-alongside, one folder at a time, to find unchanged files.
+The walk itself is sequential; folders are listed a few steps ahead of it in a worker thread
+(``ListingAhead``), files go to the ``FileSaver`` and folders to the ``TreeSaver``, which both
+finish in the background, so listing, reading, sealing and uploading overlap with the walk.
+The parent snapshot's trees are read alongside to find unchanged files.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ..model.tree import Node
 from ..repo.index import BlobType
 from ..repo.saver import BlobSaver
 from ..trees import TreeLoader
+from .ahead import ListingAhead
 from .file_saver import FileSaver
 from .future import FutureNode
 from .listing import Entry, ItemError, Kind, Lister, Listing, is_dir_node
@@ -31,10 +32,6 @@ from .report import ItemStats, Reporter
 from .select import Selector
 from .targets import TargetTree, components
 from .tree_saver import TreeSaver
-
-
-# Folders one listing call may take on besides the one asked for.
-FOLDERS_PER_CALL = 32
 
 
 class EmptySnapshot(RepofsError):
@@ -68,6 +65,7 @@ class Archiver:
         self.reporter = reporter
         options = options or ArchiverOptions()
         self.options = options
+        self._nursery = nursery
         self.lister = Lister(selector, lambda blob: saver.known(BlobType.DATA, blob),
                              options.with_atime, options.ignore_ctime, options.ignore_inode)
         self.files = FileSaver(saver, polynomial, reporter, nursery, cpu,
@@ -113,7 +111,8 @@ class Archiver:
 
     # -- entries --------------------------------------------------------------------------
 
-    async def _save_entry(self, sn_path: bytes, entry: Entry) -> FutureNode | None:
+    async def _save_entry(self, sn_path: bytes, entry: Entry,
+                          ahead: ListingAhead | None = None) -> FutureNode | None:
         item = _item(sn_path)
         kind = entry.kind
         if kind is Kind.NODE:
@@ -135,7 +134,7 @@ class Archiver:
                 self.reporter.error(os.fsdecode(entry.path), entry.listing_error)
                 return None
             return await self._save_dir(sn_path, entry.name, entry.path, entry.st, entry.previous,
-                                        entry.listing)
+                                        entry.listing, ahead)
         assert entry.error is not None
         self.reporter.error(os.fsdecode(entry.path), entry.error)
         return None
@@ -145,27 +144,29 @@ class Archiver:
         return self.trees.cache.get_cached((BlobType.TREE, tree_id))
 
     async def _save_dir(self, sn_path: bytes, name: bytes, path: bytes, st: os.stat_result,
-                        previous: Node | None, listing: Listing | None = None) -> FutureNode | None:
+                        previous: Node | None, listing: Listing | None = None,
+                        ahead: ListingAhead | None = None) -> FutureNode | None:
+        """A folder's node to come; its listing is given, or comes from ``ahead`` (which
+        starts here for the folder a walk begins with)."""
         start = trio.current_time()
         if listing is None:
-            raw = await self._previous_tree(previous, path)
-            try:
-                listing = await trio.to_thread.run_sync(self.lister.folders, name, path, st, raw,
-                                                        self._cached_tree, FOLDERS_PER_CALL, limiter=self._walk)
-            except ItemError as exc:
-                self.reporter.error(os.fsdecode(path), exc)
+            if ahead is None:
+                ahead = ListingAhead(self.lister, self._previous_tree, self._cached_tree, self.prefetcher,
+                                     self._walk)
+                ahead.start(self._nursery, name, path, st, previous)
+            got = await ahead.next(path)
+            if isinstance(got, ItemError):
+                self.reporter.error(os.fsdecode(path), got)
                 return None
+            listing = got
         meta, entries, previous_nodes = listing.meta, listing.entries, listing.previous_nodes
         if is_dir_node(previous):
             # Its parent tree is decoded now and not read again: without this, the parent's
             # trees stay cached up to the cache's bound (tens of MiB for 100k files).
             self.trees.cache.discard((BlobType.TREE, previous.subtree))  # type: ignore[union-attr]
-        self.prefetcher.want([e.previous.subtree for e in entries  # type: ignore[union-attr, misc]
-                              if e.kind is Kind.DIR and e.listing is None and is_dir_node(e.previous)],
-                             depth=2)
         children = []
         for entry in entries:
-            fut = await self._save_entry(sn_path + b"/" + entry.name, entry)
+            fut = await self._save_entry(sn_path + b"/" + entry.name, entry, ahead)
             if fut is not None:
                 children.append(fut)
         return self.tree_saver.save(_item(sn_path) + "/", meta, children, previous, start, previous_nodes)
