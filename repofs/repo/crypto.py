@@ -3,6 +3,10 @@
 Sealed layout: IV (16) ‖ ciphertext ‖ MAC (16). The MAC covers the ciphertext only; the IV
 enters through the Poly1305 nonce ``s = AES-128(mac.k, IV)``. The MAC is verified, in constant
 time, before a single byte is decrypted.
+
+On processors with AES-NI the work is done by ``_seal`` (C, without the GIL, ~1.5 us per call);
+elsewhere by the cryptography package (~20 us per call, holding the GIL), which also serves
+the tests as the reference.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ import threading
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.poly1305 import Poly1305
+
+from . import _seal
+
+NATIVE = _seal.available()
 
 IV_SIZE = 16
 MAC_SIZE = 16
@@ -32,9 +40,9 @@ def _mask_r(r: bytes) -> bytes:
 class Key:
     """Encryption key (32 bytes) and Poly1305-AES MAC key (k: 16, r: 16, r masked)."""
 
-    __slots__ = ("encrypt", "mac_k", "mac_r", "_aes", "_nonce_cipher", "_local")
+    __slots__ = ("encrypt", "mac_k", "mac_r", "_aes", "_nonce_cipher", "_local", "_native")
 
-    def __init__(self, encrypt: bytes, mac_k: bytes, mac_r: bytes) -> None:
+    def __init__(self, encrypt: bytes, mac_k: bytes, mac_r: bytes, native: bool = NATIVE) -> None:
         if len(encrypt) != 32 or len(mac_k) != 16 or len(mac_r) != 16:
             raise ValueError("invalid key sizes")
         self.encrypt = encrypt
@@ -44,6 +52,7 @@ class Key:
         self._aes = algorithms.AES(encrypt)
         self._nonce_cipher = Cipher(algorithms.AES(mac_k), modes.ECB())
         self._local = threading.local()  # one reusable ECB encryptor per thread
+        self._native = _seal.SealKey(encrypt, mac_k, self.mac_r) if native else None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Key) and (self.encrypt, self.mac_k, self.mac_r) == (
@@ -57,8 +66,8 @@ class Key:
         return cls(derived[:32], derived[32:48], derived[48:64])
 
     @classmethod
-    def random(cls) -> Key:
-        return cls(os.urandom(32), os.urandom(16), os.urandom(16))
+    def random(cls, native: bool = NATIVE) -> Key:
+        return cls(os.urandom(32), os.urandom(16), os.urandom(16), native)
 
     @classmethod
     def from_json(cls, doc: dict) -> Key:
@@ -88,6 +97,8 @@ class Key:
         iv = os.urandom(IV_SIZE)
         while not any(iv):
             iv = os.urandom(IV_SIZE)
+        if self._native is not None:
+            return self._native.seal(iv, plaintext)
         enc = Cipher(self._aes, modes.CTR(iv)).encryptor()
         ct = enc.update(plaintext) + enc.finalize()
         # One join: `iv + ct + tag` would hold a second copy of a large blob for a moment.
@@ -102,6 +113,11 @@ class Key:
         ct = view[IV_SIZE:-MAC_SIZE]
         if not any(iv):
             raise MacError("all-zero IV")
+        if self._native is not None:
+            plain = self._native.open(view)
+            if plain is None:
+                raise MacError("MAC mismatch")
+            return plain
         try:
             Poly1305.verify_tag(self._poly_key(iv), ct, bytes(view[-MAC_SIZE:]))
         except InvalidSignature:
