@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -296,3 +297,41 @@ def test_summary_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     p.finish(b"\x12" * 32, dry_run=True)
     doc = json.loads(out.getvalue())
     assert doc["snapshot_id"] == "12121212" and doc["dry_run"] is True and doc["message_type"] == "summary"
+
+
+def test_read_whole_reports_like_os(tmp_path: Path) -> None:
+    from repofs.archiver._readfiles import read_whole
+    from repofs.archiver.file_saver import FileStatus
+
+    files = {"empty": b"", "small": b"abc", "block": os.urandom(70_000)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "grown").write_bytes(b"0123456789")
+    os.symlink("small", tmp_path / "link")
+    os.mkfifo(tmp_path / "fifo")
+    paths = [os.fsencode(tmp_path / n) for n in [*files, "grown", "missing", "link", "fifo"]]
+    sizes = [len(d) for d in files.values()] + [4, 0, 3, 0]
+    got = read_whole(paths, sizes, True)
+    for (op, err, status, data, xattrs), name in zip(got[:3], files):
+        assert op is None and data == files[name] and xattrs is False
+        st_os = os.stat(tmp_path / name)
+        st_c = FileStatus._make(status)  # type: ignore[arg-type]
+        assert all(getattr(st_c, f) == getattr(st_os, f) for f in FileStatus._fields)
+    assert got[3][0] is None and got[3][3] is None  # more than its listed size: read it as a stream
+    assert got[4][:2] == ("open", errno.ENOENT)
+    assert got[5][:2] == ("open", errno.ELOOP)  # never follows a link
+    assert got[6][0] is None and got[6][3] is None and stat.S_ISFIFO(got[6][2][0])  # and never blocks
+    with pytest.raises(ValueError):
+        read_whole(paths[:1], [], True)
+
+
+def test_read_whole_flags_extended_attributes(tmp_path: Path) -> None:
+    from repofs.archiver._readfiles import read_whole
+
+    f = tmp_path / "f"
+    f.write_bytes(b"x")
+    try:
+        os.setxattr(f, "user.note", b"1")
+    except OSError:
+        pytest.skip("no user extended attributes on this file system")
+    assert read_whole([os.fsencode(f)], [1], False)[0][4] is True

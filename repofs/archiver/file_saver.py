@@ -4,7 +4,7 @@ Each reader task works through the queue of files. In a worker thread it opens a
 ``O_NOATIME`` where allowed, ``O_NOFOLLOW``), records its node from ``fstat``, then reads a
 block at a time and cuts it with the content-defined chunker; every chunk is hashed there,
 claimed with the blob saver, and, when small, sealed right away. Small files go through one
-thread call in batches. Large new chunks are sealed by separate tasks on the CPU limiter while
+thread call in batches, read whole by ``_readfiles`` with one release of the GIL per batch. Large new chunks are sealed by separate tasks on the CPU limiter while
 the reader goes on, at most ``cpu + 1`` in flight, which bounds memory whatever the file
 sizes. A file's node is complete when all its new blobs are in packs.
 """
@@ -15,6 +15,7 @@ import os
 import stat
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import trio
 
@@ -24,6 +25,7 @@ from ..model.tree import Node
 from ..repo.index import BlobType
 from ..repo.packer import SealedBlob
 from ..repo.saver import BlobSaver
+from . import _readfiles
 from .future import FutureNode
 from .listing import ItemError
 from .nodes import node_from_stat
@@ -33,9 +35,26 @@ READ_SIZE = 2 << 20
 MIN_READ = 64 << 10
 SEAL_IN_READER = 64 << 10
 BATCH_FILES = 64
+WHOLE_MAX = READ_SIZE  # files up to this size (by lstat) are read whole
 QUEUE = 2 * BATCH_FILES
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+class FileStatus(NamedTuple):
+    """What ``_readfiles`` reports of a file's ``fstat``, under ``os.stat_result``'s names."""
+
+    st_mode: int
+    st_ino: int
+    st_dev: int
+    st_nlink: int
+    st_uid: int
+    st_gid: int
+    st_size: int
+    st_atime_ns: int
+    st_mtime_ns: int
+    st_ctime_ns: int
+    st_rdev: int
 
 
 @dataclass(slots=True)
@@ -150,6 +169,25 @@ class FileReader:
                 break
         return out, eof
 
+    def chunk_whole(self, data: bytes) -> list[Chunk]:
+        """The chunks of a whole file's content, each claimed and, when small, sealed."""
+        if len(data) < self.chunker.min_size:
+            pieces = [data] if data else []  # restic never cuts before the minimum size
+        else:
+            self.chunker.reset()
+            pieces = self.chunker.feed(data)
+            last = self.chunker.finish()
+            if last:
+                pieces.append(last)
+        saver = self.saver
+        out = []
+        for piece in pieces:
+            blob_id = hash_id(piece)
+            new = saver.reserve(BlobType.DATA, blob_id)
+            sealed = saver.seal(BlobType.DATA, piece, blob_id) if new and len(piece) <= SEAL_IN_READER else None
+            out.append(Chunk(blob_id, piece, new, sealed))
+        return out
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
@@ -186,39 +224,80 @@ class _Opened:
 def read_batch(reader: FileReader, jobs: list[_Job]) -> list[_Opened]:
     """Open and read files one after the other in one worker-thread call. Stops after a file
     that did not end within one block: it stays open in ``reader`` for the caller."""
+    whole = 0
+    while whole < len(jobs) and jobs[whole].meta is None and jobs[whole].size <= WHOLE_MAX:
+        whole += 1
     out = []
-    for job in jobs:
-        st = None
-        try:
-            if job.meta is not None:
-                reader.attach(job.fd)
+    if whole:
+        got = _readfiles.read_whole([j.path for j in jobs[:whole]], [j.size for j in jobs[:whole]],
+                                    bool(_NOATIME))
+        for job, result in zip(jobs, got):
+            opened = _read_whole(reader, job, result)
+            if opened is None:  # grown since it was listed: read as a stream
+                opened = _read_first(reader, job)
+                out.append(opened)
+                if not opened.eof:
+                    return out
             else:
-                st = reader.open(job.name, job.path)
-        except ItemError as exc:
-            out.append(_Opened(job, error=exc))
-            continue
-        try:
-            chunks, eof = reader.read(job.path)
-        except ItemError as exc:
-            reader.close()
-            out.append(_Opened(job, error=exc))
-            continue
-        try:
-            if job.meta is not None:
-                node = job.meta
-            else:
-                assert st is not None
-                node = reader.node(job.name, job.path, st, chunks if eof else None)
-        except ItemError as exc:
-            # The chunks are claimed already: they must still be stored.
-            reader.close()
-            out.append(_Opened(job, None, chunks, error=exc))
-            continue
-        out.append(_Opened(job, node, chunks, eof, complete=eof and job.meta is None))
-        if not eof:
+                out.append(opened)
+    for job in jobs[whole:]:
+        opened = _read_first(reader, job)
+        out.append(opened)
+        if not opened.eof:
             break
-        reader.close()
     return out
+
+
+def _read_whole(reader: FileReader, job: _Job,
+                result: tuple[str | None, int, tuple[int, ...] | None, bytes | None, bool]) -> _Opened | None:
+    """A file read by ``_readfiles``; None when it must be read as a stream instead."""
+    op, err, status, data, has_xattrs = result
+    if op is not None:
+        return _Opened(job, error=ItemError.from_os(op, job.path, OSError(err, os.strerror(err))))
+    assert status is not None
+    st = FileStatus._make(status)
+    if not stat.S_ISREG(st.st_mode):
+        return _Opened(job, error=ItemError(f"file {os.fsdecode(job.path)} changed type, refusing to archive"))
+    if data is None:
+        return None
+    chunks = reader.chunk_whole(data)
+    try:
+        node = node_from_stat(job.name, job.path, st, reader.with_atime,  # type: ignore[arg-type]
+                              tuple(c.id for c in chunks), len(data), attrs=None if has_xattrs else ())
+    except OSError as exc:
+        # The chunks are claimed already: they must still be stored.
+        return _Opened(job, None, chunks, error=ItemError.from_os("listxattr", job.path, exc))
+    return _Opened(job, node, chunks, eof=True, complete=True)
+
+
+def _read_first(reader: FileReader, job: _Job) -> _Opened:
+    """Open a file (or take the stream) and read its first block."""
+    st = None
+    try:
+        if job.meta is not None:
+            reader.attach(job.fd)
+        else:
+            st = reader.open(job.name, job.path)
+    except ItemError as exc:
+        return _Opened(job, error=exc)
+    try:
+        chunks, eof = reader.read(job.path)
+    except ItemError as exc:
+        reader.close()
+        return _Opened(job, error=exc)
+    try:
+        if job.meta is not None:
+            node = job.meta
+        else:
+            assert st is not None
+            node = reader.node(job.name, job.path, st, chunks if eof else None)
+    except ItemError as exc:
+        # The chunks are claimed already: they must still be stored.
+        reader.close()
+        return _Opened(job, None, chunks, error=exc)
+    if eof:
+        reader.close()
+    return _Opened(job, node, chunks, eof, complete=eof and job.meta is None)
 
 
 @dataclass(slots=True)
