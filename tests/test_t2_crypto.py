@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repofs.repo import _seal
+from repofs.model.ids import hash_id
+from repofs.repo import _seal, compress
 from repofs.repo.crypto import NATIVE, OVERHEAD, Key, MacError
 
 KEY = Key.random()
@@ -99,3 +100,41 @@ def test_native_mac_reduces_like_the_reference(size: int, r: bytes) -> None:
     sealed = native.seal(iv, plain)
     assert sealed[16:-16] == b"\xff" * size
     assert reference.open(sealed) == plain
+
+
+def _range_of(blobs: list[tuple[bytes, bool]], gap: bytes = b"\0" * 7) -> tuple[bytes, list[tuple[int, int, int, bytes]]]:
+    """Sealed blobs back to back (with gaps), and open_blobs' description of each."""
+    raw = bytearray(gap)
+    items = []
+    for plain, compressed in blobs:
+        sealed = KEY.seal(compress.compress(plain) if compressed else plain)
+        items.append((len(raw), len(sealed), len(plain) if compressed else -1, hash_id(plain)))
+        raw += sealed + gap
+    return bytes(raw), items
+
+
+@native_only
+@settings(max_examples=100)
+@given(st.lists(st.tuples(st.binary(max_size=3000) | st.sampled_from([bytes(70_000), b"ab" * 40_000]),
+                          st.booleans()), max_size=8))
+def test_open_blobs_decodes_ranges(blobs: list[tuple[bytes, bool]]) -> None:
+    raw, items = _range_of(blobs)
+    assert KEY.native is not None
+    assert KEY.native.open_blobs(raw, items) == [plain for plain, _ in blobs]
+    assert KEY.native.open_blobs(memoryview(raw), items[::-1]) == [plain for plain, _ in blobs][::-1]
+
+
+@native_only
+def test_open_blobs_reports_each_damage_alone() -> None:
+    blobs = [(b"first" * 100, True), (b"second" * 100, False), (b"third" * 100, True), (b"fourth", False),
+             (b"fifth" * 100, True), (b"sixth", False)]
+    raw, items = _range_of(blobs)
+    damaged = bytearray(raw)
+    damaged[items[0][0] + 20] ^= 1  # a ciphertext byte: MAC
+    items[1] = (*items[1][:3], hash_id(b"something else"))  # id mismatch
+    items[2] = (items[2][0], items[2][1], items[2][2] + 1, items[2][3])  # not the recorded length
+    items[3] = (len(raw) - 10, items[3][1], -1, items[3][3])  # beyond the range
+    damaged[items[4][0]:items[4][0] + 16] = bytes(16)  # an all-zero IV
+    assert KEY.native is not None
+    got = KEY.native.open_blobs(bytes(damaged), items)
+    assert got == [1, 3, 2, 4, 1, b"sixth"]

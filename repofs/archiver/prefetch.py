@@ -97,7 +97,8 @@ class TreePrefetcher:
 
     def _decode(self, pack_id: bytes, run: list[tuple[bytes, BlobLocation]], data: bytes,
                 start: int) -> list[bytes]:
-        view = memoryview(data)
-        return [self.repo.decode_blob(tree_id, BlobType.TREE, loc, pack_id,
-                                      view[loc.offset - start:loc.offset - start + loc.length])
-                for tree_id, loc in run]
+        plains = self.repo.decode_blobs(BlobType.TREE, pack_id, start, data, run)
+        for plain in plains:
+            if isinstance(plain, RepofsError):
+                raise plain
+        return plains  # type: ignore[return-value]

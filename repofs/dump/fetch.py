@@ -30,8 +30,8 @@ class PackReader(Protocol):
     @property
     def index(self) -> Any: ...
 
-    def decode_blob(self, blob_id: bytes, type: BlobType, loc: BlobLocation, pack_id: bytes,
-                    sealed: bytes | memoryview) -> bytes: ...
+    def decode_blobs(self, type: BlobType, pack_id: bytes, start: int, raw: bytes | memoryview,
+                     blobs: Blobs) -> list[Any]: ...
 
     async def load_blob(self, type: BlobType, blob_id: bytes) -> bytes: ...
 
@@ -57,18 +57,8 @@ async def read_range(repo: PackReader, pack_id: bytes, start: int, end: int) -> 
 
 def _decode_all(repo: PackReader, type: BlobType, pack_id: bytes, start: int, blobs: Blobs,
                 raw: bytes, prepare: Callable[[bytes], Any]) -> list[Any]:
-    view = memoryview(raw)
-    decode = repo.decode_blob
-    out: list[Any] = []
-    for blob_id, loc in blobs:
-        rel = loc.offset - start
-        try:
-            plain = decode(blob_id, type, loc, pack_id, view[rel:rel + loc.length])
-        except RepofsError as exc:
-            out.append(exc)
-            continue
-        out.append(prepare(plain))
-    return out
+    return [r if isinstance(r, RepofsError) else prepare(r)
+            for r in repo.decode_blobs(type, pack_id, start, raw, blobs)]
 
 
 async def _retry_failed(repo: PackReader, type: BlobType, blobs: Blobs, results: list[Any],

@@ -85,6 +85,11 @@ class Key:
         b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
         return {"mac": {"k": b64(self.mac_k), "r": b64(self.mac_r)}, "encrypt": b64(self.encrypt)}
 
+    @property
+    def native(self) -> _seal.SealKey | None:
+        """The C sealer for this key (None without AES-NI): ``open_blobs`` decodes whole ranges."""
+        return self._native
+
     def _poly_key(self, iv: bytes) -> bytes:
         # ECB keeps no state between blocks, so one encryptor serves every nonce.
         enc = getattr(self._local, "ecb", None)
