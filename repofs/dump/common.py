@@ -49,7 +49,7 @@ AHEAD = 16 << 20  # bytes of blobs fetched ahead of the writer
 MIN_JOB = 512 << 10  # a job this large starts at once, before the writer asks for it
 BATCH = 256  # items handed to the writer at once
 NODES_AHEAD = 4  # batches
-ITEMS_AHEAD = 4  # batches
+ITEMS_AHEAD = 64  # batches
 
 Warn = Callable[[str], None]
 
