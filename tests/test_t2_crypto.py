@@ -138,3 +138,24 @@ def test_open_blobs_reports_each_damage_alone() -> None:
     assert KEY.native is not None
     got = KEY.native.open_blobs(bytes(damaged), items)
     assert got == [1, 3, 2, 4, 1, b"sixth"]
+
+
+@native_only
+async def test_repository_decodes_ranges_alike_with_and_without_the_c_decoder() -> None:
+    from repofs.repo.index import BlobLocation, BlobType
+    from repofs.repo.repository import Repository
+
+    blobs = [(b"plain" * 50, False), (b"packed" * 500, True), (b"", False), (b"damaged" * 10, True)]
+    raw, items = _range_of(blobs)
+    damaged = bytearray(raw)
+    damaged[items[3][0] + 30] ^= 4
+    pack_id = hash_id(b"pack")
+    located = [(blob_id, BlobLocation(pack_id, 1000 + offset, length, None if ulen < 0 else ulen))
+               for offset, length, ulen, blob_id in items]
+    results = []
+    for key in (KEY, REFERENCE):
+        repo = Repository(None, key, None)  # type: ignore[arg-type]  # decoding needs the key alone
+        results.append(repo.decode_blobs(BlobType.DATA, pack_id, 1000, bytes(damaged), located))
+    native, reference = results
+    assert native[:3] == reference[:3] == [plain for plain, _ in blobs[:3]]
+    assert str(native[3]) == str(reference[3]) and "MAC mismatch" in str(native[3])
