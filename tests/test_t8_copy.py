@@ -260,7 +260,10 @@ def test_interrupted_copy_indexes_what_it_stored(big_source: Path, tmp_path: Pat
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "no pack appeared"
             time.sleep(0.005)
+        # Stopped first, so the copy cannot finish the remaining packs before Ctrl-C arrives.
+        proc.send_signal(signal.SIGSTOP)
         proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGCONT)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
