@@ -36,7 +36,7 @@ def tar_stream(members: Sequence[tuple[Entry, bytes]]) -> bytes:
     for entry, data in members:
         out += b"".join(fmt.begin(entry))
         if data:
-            out += b"".join(fmt.piece(fmt.prepare(data)))
+            out += b"".join(fmt.piece(fmt.prepare(data, None)))
         out += b"".join(fmt.end(entry))
     out += b"".join(fmt.finish())
     return bytes(out)
@@ -300,9 +300,13 @@ DEFLATERS = [zlib, zipfmt.isal_zlib]
 
 @pytest.mark.parametrize("module", DEFLATERS, ids=lambda m: m.__name__)
 @settings(max_examples=40, deadline=None)
-@given(st.lists(_blob, min_size=1, max_size=5))
-def test_deflate_pieces_concatenate(module: Any, blobs: list[bytes]) -> None:
-    pieces = [zipfmt.deflate_piece(b, module=module) for b in blobs]
+@given(st.lists(st.tuples(_blob, st.booleans()), min_size=1, max_size=5))
+def test_deflate_pieces_concatenate(module: Any, stored_or_not: list[tuple[bytes, bool]]) -> None:
+    """Deflated and stored pieces, in any mix, make one deflate stream."""
+    blobs = [b for b, _ in stored_or_not]
+    pieces = [zipfmt.stored_piece(b, module=module) if stored else zipfmt.deflate_piece(b, module=module)
+              for b, stored in stored_or_not]
+    assert [p.crc for p in pieces] == [zlib.crc32(b) for b in blobs]
     stream = b"".join(bytes(p) for piece in pieces for p in piece.parts) + zipfmt.FINAL_BLOCK
     assert sum(p.encoded_size for p in pieces) + 2 == len(stream)
     d = zlib.decompressobj(-15)
@@ -325,13 +329,23 @@ def test_incompressible_blobs_are_stored(module: Any) -> None:
     assert mixed.encoded_size < 200_000 + 2 * zipfmt.SEGMENT + 1000  # misjudged at most at the two seams
 
 
+def test_zip_stores_what_zstd_could_not_shrink() -> None:
+    fmt = zipfmt.ZipFormat()
+    text = b"abc" * 100_000
+    assert fmt.prepare(text, 0.01).encoded_size < 10_000
+    assert fmt.prepare(text, None).encoded_size < 10_000  # no hint: deflated
+    stored = fmt.prepare(text, 1.0)  # the repository found it incompressible: not tried again
+    blocks = -(-len(text) // zipfmt.STORED_BLOCK)
+    assert stored.encoded_size == len(text) + 5 * blocks and stored.crc == zlib.crc32(text)
+
+
 def zip_stream(members: Sequence[tuple[Entry, list[bytes]]], fmt: zipfmt.ZipFormat | None = None) -> bytes:
     fmt = fmt or zipfmt.ZipFormat()
     out = bytearray()
     for entry, blobs in members:
         out += b"".join(bytes(b) for b in fmt.begin(entry))
         for blob in blobs:
-            out += b"".join(bytes(b) for b in fmt.piece(fmt.prepare(blob)))
+            out += b"".join(bytes(b) for b in fmt.piece(fmt.prepare(blob, None)))
         out += b"".join(bytes(b) for b in fmt.end(entry))
     out += b"".join(bytes(b) for b in fmt.finish())
     return bytes(out)
@@ -382,12 +396,12 @@ def test_zip64_offsets_and_sizes(tmp_path: Path) -> None:
     fmt = zipfmt.ZipFormat()
     start = 5 << 30
     zeros = bytes(8 << 20)
-    piece = fmt.prepare(zeros)
+    piece = fmt.prepare(zeros, None)
     with open(path, "wb") as f:
         f.seek(start)
         fmt.offset = start
         small = Entry(b"small", Node(name=b"small", type=nodes.FILE), size=4)
-        for part in (*fmt.begin(small), *fmt.piece(fmt.prepare(b"abcd")), *fmt.end(small)):
+        for part in (*fmt.begin(small), *fmt.piece(fmt.prepare(b"abcd", None)), *fmt.end(small)):
             f.write(part)
         huge = Entry(b"huge", Node(name=b"huge", type=nodes.FILE), size=520 * len(zeros))
         for part in fmt.begin(huge):

@@ -107,7 +107,10 @@ class ArchiveFormat(Protocol):
 
     def accepts(self, node: Node) -> bool: ...
 
-    def prepare(self, plain: bytes) -> Any: ...
+    def prepare(self, plain: bytes, packed_ratio: float | None) -> Any:
+        """What the writer needs of a blob; ``packed_ratio`` is its zstd frame's size over
+        its plaintext's in the repository (None when stored uncompressed): a hint of how
+        well it compresses."""
 
     def begin(self, entry: Entry) -> Sequence[Buffer]: ...
 
@@ -127,7 +130,7 @@ class RawFormat:
     def accepts(self, node: Node) -> bool:
         return node.type == nodes.FILE
 
-    def prepare(self, plain: bytes) -> bytes:
+    def prepare(self, plain: bytes, packed_ratio: float | None) -> bytes:
         return plain
 
     def begin(self, entry: Entry) -> Sequence[Buffer]:

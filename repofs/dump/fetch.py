@@ -10,6 +10,7 @@ import trio
 
 from ..backend.base import FileType, Handle
 from ..errors import DamagedPack, RepofsError
+from ..repo.crypto import OVERHEAD
 from ..repo.index import BlobLocation, BlobType
 
 MAX_SPAN = 8 << 20  # neighbouring blobs are read together up to this span
@@ -18,6 +19,7 @@ INLINE_BLOB = 16 << 10  # reads of blobs this small on average are decoded in th
 INLINE_TOTAL = 1 << 20  # ... when they hold no more than this in all
 
 Blobs = Sequence[tuple[bytes, BlobLocation]]
+Prepare = Callable[[bytes, "float | None"], Any]  # plaintext, packed_ratio -> what is kept
 
 
 class PackReader(Protocol):
@@ -38,8 +40,15 @@ class PackReader(Protocol):
     async def cpu_run(self, fn: Callable[..., Any], *args: object) -> Any: ...
 
 
-def _same(plain: bytes) -> bytes:
+def _same(plain: bytes, packed_ratio: float | None) -> bytes:
     return plain
+
+
+def packed_ratio(loc: BlobLocation) -> float | None:
+    """A compressed blob's zstd frame size over its plaintext size (None: not compressed)."""
+    if not loc.uncompressed_length:
+        return None
+    return (loc.length - OVERHEAD) / loc.uncompressed_length
 
 
 def close_enough(start: int, end: int, loc: BlobLocation) -> bool:
@@ -56,27 +65,27 @@ async def read_range(repo: PackReader, pack_id: bytes, start: int, end: int) -> 
 
 
 def _decode_all(repo: PackReader, type: BlobType, pack_id: bytes, start: int, blobs: Blobs,
-                raw: bytes, prepare: Callable[[bytes], Any]) -> list[Any]:
-    return [r if isinstance(r, RepofsError) else prepare(r)
-            for r in repo.decode_blobs(type, pack_id, start, raw, blobs)]
+                raw: bytes, prepare: Prepare) -> list[Any]:
+    return [r if isinstance(r, RepofsError) else prepare(r, packed_ratio(loc))
+            for (_, loc), r in zip(blobs, repo.decode_blobs(type, pack_id, start, raw, blobs))]
 
 
 async def _retry_failed(repo: PackReader, type: BlobType, blobs: Blobs, results: list[Any],
-                        prepare: Callable[[bytes], Any]) -> None:
+                        prepare: Prepare) -> None:
     """Load every blob whose place in ``results`` holds an error again with
     ``load_blob`` (which tries its other copies); where that fails too the error stays."""
     for i, result in enumerate(results):
         if isinstance(result, RepofsError):
             try:
                 whole = await repo.load_blob(type, blobs[i][0])
-                results[i] = await repo.cpu_run(prepare, whole)
+                results[i] = await repo.cpu_run(prepare, whole, packed_ratio(blobs[i][1]))
             except RepofsError as exc:
                 results[i] = exc
 
 
 async def fetch_range(repo: PackReader, type: BlobType, pack_id: bytes, start: int, end: int,
-                      blobs: Blobs, prepare: Callable[[bytes], Any] = _same) -> list[Any]:
-    """``prepare(plaintext)`` of every blob, in order, from one read of [start, end); a
+                      blobs: Blobs, prepare: Prepare = _same) -> list[Any]:
+    """``prepare(plaintext, packed_ratio)`` of every blob, in order, from one read of [start, end); a
     blob that fails is loaded again with ``load_blob`` (which tries its other copies),
     and where that fails too its place holds the RepofsError.
 
@@ -98,7 +107,7 @@ async def fetch_range(repo: PackReader, type: BlobType, pack_id: bytes, start: i
 
 
 Done = Callable[[list[Any]], None]
-"""Takes the results of a range: per blob, in order, ``prepare(plaintext)`` or the
+"""Takes the results of a range: per blob, in order, ``prepare(plaintext, ratio)`` or the
 RepofsError that loading it ended with."""
 
 
@@ -117,7 +126,7 @@ class Decoder:
     ``done``, so close only when nothing waits for one.
     """
 
-    def __init__(self, repo: PackReader, type: BlobType, prepare: Callable[[bytes], Any],
+    def __init__(self, repo: PackReader, type: BlobType, prepare: Prepare,
                  nursery: trio.Nursery, threads: int) -> None:
         self.repo = repo
         self.type = type

@@ -298,7 +298,7 @@ class TarFormat:
     def accepts(self, node: Node) -> bool:
         return node.type in _TYPEFLAG
 
-    def prepare(self, plain: bytes) -> bytes:
+    def prepare(self, plain: bytes, packed_ratio: float | None) -> bytes:
         return plain
 
     def begin(self, entry: Entry) -> Sequence[Buffer]:

@@ -149,6 +149,12 @@ def _incompressible(segment: memoryview, module: ModuleType) -> bool:
     return size > INCOMPRESSIBLE * PROBE
 
 
+def stored_piece(plain: bytes, module: ModuleType = DEFLATER) -> Piece:
+    """A blob as stored deflate blocks, not compressed."""
+    parts = tuple(stored_blocks(plain))
+    return Piece(module.crc32(plain), len(plain), parts, sum(len(p) for p in parts))
+
+
 def deflate_piece(plain: bytes, level: int = LEVEL, module: ModuleType = DEFLATER) -> Piece:
     """Encode one blob; runs in a worker thread (the compressor releases the GIL).
 
@@ -237,7 +243,9 @@ class ZipFormat:
     def accepts(self, node: Node) -> bool:
         return node.type in (nodes.FILE, nodes.DIR, nodes.SYMLINK)
 
-    def prepare(self, plain: bytes) -> Piece:
+    def prepare(self, plain: bytes, packed_ratio: float | None) -> Piece:
+        if packed_ratio is not None and packed_ratio >= INCOMPRESSIBLE:
+            return stored_piece(plain)  # zstd could not shrink it: deflate would not either
         return deflate_piece(plain, self.level)
 
     def _emit(self, buffers: Sequence[Buffer]) -> Sequence[Buffer]:
