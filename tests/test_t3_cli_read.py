@@ -110,11 +110,12 @@ async def _read_all_files(path: Path) -> dict[bytes, tuple[Node, bytes]]:
     await repo.load_index()
     trees = TreeLoader(repo)
     files: dict[bytes, tuple[Node, bytes]] = {}
-    async with walk(trees, snaps[-1].tree) as nodes:
-        async for p, node in nodes:
-            if node.type == "file":
-                data = b"".join([await repo.load_blob(BlobType.DATA, b) for b in node.content or ()])
-                files[p] = (node, data)
+    async with walk(trees, snaps[-1].tree) as batches:
+        async for batch in batches:
+            for p, node in batch:
+                if node.type == "file":
+                    data = b"".join([await repo.load_blob(BlobType.DATA, b) for b in node.content or ()])
+                    files[p] = (node, data)
     return files
 
 

@@ -80,16 +80,17 @@ async def _ls(opts: GlobalOptions, spec: str, dirs: list[bytes], long_: bool, re
             shown = " ".join(os.fsdecode(d) for d in dirs)
             out.write(f"snapshot {snap.id.hex()[:8]} of [{' '.join(snap.paths)}] filtered by "
                       f"[{shown}] at {_restic_time(snap)}):\n".encode())
-        async with walk(trees, tree_id, descend=sel.descends) as nodes:
-            async for path, node in nodes:
-                if not sel.shows(path):
-                    continue
-                if opts.json:
-                    out.write(gojson.dumps(ls_json(node, os.fsdecode(path))) + b"\n")
-                elif long_:
-                    out.write(os.fsencode(ls_long(node, os.fsdecode(path))) + b"\n")
-                else:
-                    out.write(path + b"\n")
+        async with walk(trees, tree_id, descend=sel.descends) as batches:
+            async for batch in batches:
+                for path, node in batch:
+                    if not sel.shows(path):
+                        continue
+                    if opts.json:
+                        out.write(gojson.dumps(ls_json(node, os.fsdecode(path))) + b"\n")
+                    elif long_:
+                        out.write(os.fsencode(ls_long(node, os.fsdecode(path))) + b"\n")
+                    else:
+                        out.write(path + b"\n")
         out.flush()
 
 
