@@ -102,7 +102,10 @@ def test_native_mac_reduces_like_the_reference(size: int, r: bytes) -> None:
     assert reference.open(sealed) == plain
 
 
-def _range_of(blobs: list[tuple[bytes, bool]], gap: bytes = b"\0" * 7) -> tuple[bytes, list[tuple[int, int, int, bytes]]]:
+Described = list[tuple[int, int, int, bytes]]  # open_blobs' (offset, length, uncompressed, id)
+
+
+def _range_of(blobs: list[tuple[bytes, bool]], gap: bytes = b"\0" * 7) -> tuple[bytes, Described]:
     """Sealed blobs back to back (with gaps), and open_blobs' description of each."""
     raw = bytearray(gap)
     items = []

@@ -4,9 +4,10 @@ Each reader task works through the queue of files. In a worker thread it opens a
 ``O_NOATIME`` where allowed, ``O_NOFOLLOW``), records its node from ``fstat``, then reads a
 block at a time and cuts it with the content-defined chunker; every chunk is hashed there,
 claimed with the blob saver, and, when small, sealed right away. Small files go through one
-thread call in batches, read whole by ``_readfiles`` with one release of the GIL per batch. Large new chunks are sealed by separate tasks on the CPU limiter while
-the reader goes on, at most ``cpu + 1`` in flight, which bounds memory whatever the file
-sizes. A file's node is complete when all its new blobs are in packs.
+thread call in batches, read whole by ``_readfiles`` with one release of the GIL per batch.
+Large new chunks are sealed by separate tasks on the CPU limiter while the reader goes on, at
+most ``cpu + 1`` in flight, which bounds memory whatever the file sizes. A file's node is
+complete when all its new blobs are in packs.
 """
 
 from __future__ import annotations

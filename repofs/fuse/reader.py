@@ -258,8 +258,9 @@ class BlobFetcher:
         """Plaintexts of a batch of blobs from one ranged read (runs in a worker thread)."""
         blob_type = batch[0].key[0]
         if all(part.key[0] is blob_type for part in batch):
+            blobs = [(part.key[1], part.location) for part in batch]
             return self.repo.decode_blobs(blob_type, batch[0].location.pack_id, start, raw,  # type: ignore[return-value]
-                                          [(part.key[1], part.location) for part in batch])
+                                          blobs)
         view = memoryview(raw)
         out: list[bytes | RepofsError] = []
         for part in batch:
