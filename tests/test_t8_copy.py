@@ -209,11 +209,18 @@ def complete_files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and len(p.name) == 64]
 
 
-def _start_copy(dst: Path, src: Path, *args: str) -> subprocess.Popen[bytes]:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start_copy(dst: Path, src: Path, *args: str, sigint_ignored: bool = False) -> subprocess.Popen[bytes]:
+    """A copy in the background; ``sigint_ignored`` starts it as ``nohup`` or a script's
+    background job would, with SIGINT ignored (restic takes SIGINT all the same)."""
     env = restic_env({"RESTIC_PASSWORD": OTHER, "RESTIC_FROM_PASSWORD": PASSWORD})
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     return subprocess.Popen([sys.executable, "-m", "repofs", "-r", str(dst), "copy", "--from-repo", str(src),
-                             *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=_ignore_sigint if sigint_ignored else None)
 
 
 def test_killed_copy_then_rerun(big_source: Path, tmp_path: Path) -> None:
@@ -253,7 +260,7 @@ def test_interrupted_copy_indexes_what_it_stored(big_source: Path, tmp_path: Pat
     dst = tmp_path / "dst"
     run_repofs("-r", dst, "init", "--copy-chunker-params", "--from-repo", big_source,
                env={"RESTIC_PASSWORD": OTHER, "RESTIC_FROM_PASSWORD": PASSWORD})
-    proc = _start_copy(dst, big_source, "--pack-size", "4")
+    proc = _start_copy(dst, big_source, "--pack-size", "4", sigint_ignored=True)
     try:
         deadline = time.monotonic() + 120
         # The copy runs in slices of 5 ms and is looked at, stopped, between them: a fast copy

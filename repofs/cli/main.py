@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -124,6 +125,10 @@ def cli(ctx: click.Context, **kwargs: Any) -> None:
 
 def main() -> None:
     """Entry point: the one place where errors become a message and an exit code."""
+    # Started with SIGINT ignored (by `nohup`, or as a background job of a script), Python
+    # leaves it ignored and `kill -INT` would do nothing; restic (Go) takes it all the same,
+    # and so do we: a backup or copy told to stop cleans up and exits 130.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         cli(prog_name="repofs")
     except RepofsError as err:
