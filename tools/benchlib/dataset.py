@@ -27,7 +27,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-GENERATOR = 1
+# 2: the large profile's first big file is 384 MiB, the size the issues' restic figures use.
+GENERATOR = 2
 MANIFEST = "bench-dataset.json"
 PARTIAL = ".bench-dataset-partial"
 MIB = 1 << 20
@@ -60,7 +61,7 @@ class Profile:
 PROFILES = {
     "smoke": Profile("smoke", (8 * MIB, 8 * MIB, 4 * MIB), 1_200, 60, 5, (100_000,), 16),
     "small": Profile("small", (64 * MIB,) * 3, 20_000, 1_000, 50, (100_000, 1_000_000), 64),
-    "large": Profile("large", (64 * MIB,) * 3 + (128 * MIB,) * 7, 100_000, 5_000, 50,
+    "large": Profile("large", (384 * MIB,) + (128 * MIB,) * 5 + (64 * MIB,), 100_000, 5_000, 50,
                      (100_000, 1_000_000), 64),
 }
 
