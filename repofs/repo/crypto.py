@@ -4,8 +4,9 @@ Sealed layout: IV (16) ‖ ciphertext ‖ MAC (16). The MAC covers the ciphertex
 enters through the Poly1305 nonce ``s = AES-128(mac.k, IV)``. The MAC is verified, in constant
 time, before a single byte is decrypted.
 
-On processors with AES-NI the work is done by ``_seal`` (C, without the GIL, ~1.5 us per call);
-elsewhere by the cryptography package (~20 us per call, holding the GIL), which also serves
+The work is done by ``_seal``: OpenSSL's ciphers and MAC called from C without the GIL
+(~0.5 us per call, 3 GB/s on large objects here). Where that module cannot find them in
+OpenSSL, the cryptography package does it (~20 us per call, holding the GIL); it also serves
 the tests as the reference.
 """
 
@@ -87,7 +88,7 @@ class Key:
 
     @property
     def native(self) -> _seal.SealKey | None:
-        """The C sealer for this key (None without AES-NI): ``open_blobs`` decodes whole ranges."""
+        """The C sealer for this key (None without it): ``open_blobs`` decodes whole ranges."""
         return self._native
 
     def _poly_key(self, iv: bytes) -> bytes:

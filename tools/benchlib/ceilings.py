@@ -5,8 +5,8 @@
   folder and inode metadata stay cached; in a virtual machine the host may still cache the
   disk), then the big files alone the same way, then both again from the page cache;
 * CPU, one core, on 1 MiB pieces of the first big file (about a blob each): AES-256-CTR and
-  Poly1305 from ``cryptography``, both together in repofs' own sealer (C, AES-NI; what repofs
-  uses where the processor has AES-NI), SHA-256 from ``hashlib``, zstd level 3 and its
+  Poly1305 from ``cryptography``, both together in repofs' own sealer (OpenSSL called from C
+  without the GIL, as repofs seals), SHA-256 from ``hashlib``, zstd level 3 and its
   decompression from ``zstandard``; best of five passes;
 * the chunker (``tools/bench_chunker.py``) and the blob index (``tools/bench_index.py``),
   both repofs only, run as they are.
