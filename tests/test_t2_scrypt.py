@@ -18,7 +18,8 @@ from repofs.errors import IntegrityError, WrongPassword
 from repofs.repo import _scrypt
 from repofs.repo.keyfile import KeyFile
 from repofs.repo.repository import Repository
-from repofs.repo.scrypt import MEMORY_BUDGET, lane_threads, scrypt
+from repofs.repo import scrypt as scrypt_module
+from repofs.repo.scrypt import MEMORY_BUDGET, derive_ahead, lane_threads, scrypt
 
 
 def oracle(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
@@ -118,3 +119,26 @@ def test_key_file_with_impossible_parameters_is_damaged(n: int, r: int, p: int) 
     doc = {"kdf": "scrypt", "N": n, "r": r, "p": p, "salt": base64.b64encode(bytes(64)).decode(), "data": ""}
     with pytest.raises(IntegrityError, match="impossible scrypt parameters"):
         KeyFile.decode(json.dumps(doc).encode(), "k")
+
+
+def test_derived_ahead_is_taken_by_the_same_call() -> None:
+    args = (b"ahead", b"salt" * 16, 1 << 10, 8, 2, 64)
+    derive_ahead(*args)
+    derive_ahead(*args)  # once is enough: the second is the same derivation
+    assert args in scrypt_module._ahead
+    assert scrypt(*args) == oracle(*args)
+    assert args not in scrypt_module._ahead  # taken once; a later call derives on its own
+    assert scrypt(*args) == oracle(*args)
+
+
+def test_derived_ahead_error_reaches_the_caller() -> None:
+    args = (b"ahead", b"salt", 3, 8, 1, 64)  # N not a power of two
+    derive_ahead(*args)
+    with pytest.raises(ValueError, match="bad parameters"):
+        scrypt(*args)
+
+
+def test_other_arguments_do_not_take_a_derivation_ahead() -> None:
+    derive_ahead(b"guessed", b"salt", 1 << 10, 8, 1, 64)
+    assert scrypt(b"typed", b"salt", 1 << 10, 8, 1, 64) == oracle(b"typed", b"salt", 1 << 10, 8, 1, 64)
+    assert scrypt(b"guessed", b"salt", 1 << 10, 8, 1, 64) == oracle(b"guessed", b"salt", 1 << 10, 8, 1, 64)

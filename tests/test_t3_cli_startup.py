@@ -25,7 +25,7 @@ NOT_FOR_READING = ("pyfuse3", "httpx", "tqdm", "isal", "zipfile", "tarfile", "hy
 SHOW_MODULES = """
 import atexit, sys
 atexit.register(lambda: print("MODULES", *sorted(sys.modules), file=sys.stderr))
-from repofs.cli.main import main
+from repofs.cli.entry import main
 main()
 """
 

@@ -9,6 +9,10 @@ several: p is calibrated when the repository is made). ROMix itself is the C ext
 Each lane in flight holds N*128*r bytes (32 MiB for restic's N=2^15, r=8); fewer threads run
 when that many lanes would pass ``MEMORY_BUDGET``, which keeps restic's key files to one lane
 at a time.
+
+``derive_ahead`` starts a derivation in the background before anyone asks for it (the
+command line does, while Python imports the rest of repofs); the ``scrypt`` call with the
+same arguments then takes that result.
 """
 
 from __future__ import annotations
@@ -31,8 +35,56 @@ def lane_threads(n: int, r: int, p: int) -> int:
     return max(1, min(p, cores, MEMORY_BUDGET // (128 * r * n)))
 
 
+Arguments = tuple[bytes, bytes, int, int, int, int]  # password, salt, n, r, p, dklen
+
+
+class _Derivation:
+    """One scrypt run in a background thread; ``result`` waits for it."""
+
+    def __init__(self, args: Arguments) -> None:
+        self._done = threading.Event()
+        self._value = b""
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, args=args, name="scrypt ahead", daemon=True).start()
+
+    def _run(self, *args: object) -> None:
+        try:
+            self._value = _derive(*args)  # type: ignore[arg-type]
+        except BaseException as exc:  # handed to the caller of result()
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self) -> bytes:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+_ahead: dict[Arguments, _Derivation] = {}
+_ahead_lock = threading.Lock()
+
+
+def derive_ahead(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int) -> None:
+    """Start ``scrypt(password, salt, n, r, p, dklen)`` in a daemon thread; the first
+    ``scrypt`` call with these arguments waits for it instead of deriving again."""
+    args = (password, salt, n, r, p, dklen)
+    with _ahead_lock:
+        if args not in _ahead:
+            _ahead[args] = _Derivation(args)
+
+
 def scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
     """The same bytes as hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, dklen=dklen)."""
+    with _ahead_lock:
+        started = _ahead.pop((password, salt, n, r, p, dklen), None)
+    if started is not None:
+        return started.result()
+    return _derive(password, salt, n, r, p, dklen)
+
+
+def _derive(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
     if n < 2 or n & (n - 1) or r < 1 or p < 1 or p * r >= 1 << 30:
         raise ValueError(f"scrypt: bad parameters N={n}, r={r}, p={p}")
     size = 128 * r
