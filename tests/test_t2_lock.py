@@ -85,3 +85,33 @@ async def test_exclusive_wants_no_other_lock(tmp_path: Path) -> None:
     with pytest.raises(RepoLocked):
         async with locked(repo, exclusive=True):
             pass
+
+
+async def test_meanwhile_runs_while_the_lock_settles(tmp_path: Path) -> None:
+    repo = await new_repo(tmp_path / "repo")
+    seen: list[int] = []
+
+    async def meanwhile() -> None:
+        seen.append(len(await repo.list_ids(FileType.LOCK)))
+
+    async with locked(repo, meanwhile=meanwhile):
+        assert seen == [1]  # ours, written before the wait
+
+
+async def test_meanwhile_cancelled_when_another_lock_turns_up(tmp_path: Path) -> None:
+    repo = await new_repo(tmp_path / "repo")
+    cancelled: list[bool] = []
+
+    async def meanwhile() -> None:
+        await repo.save_unpacked(FileType.LOCK, foreign_lock(True))  # another process locks meanwhile
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            cancelled.append(True)
+            raise
+
+    with pytest.raises(RepoLocked, match="already locked"):
+        async with locked(repo, meanwhile=meanwhile):
+            pytest.fail("the body ran")
+    assert cancelled == [True]
+    assert len(await repo.list_ids(FileType.LOCK)) == 1  # the other one; ours is gone

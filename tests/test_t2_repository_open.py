@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import RepoFixture
-from restic_util import PASSWORD
+from restic_util import PASSWORD, backup
 from repofs.backend.base import Backend, FileType, Handle
 from repofs.backend.local import LocalBackend
 from repofs.errors import IntegrityError, NotARepository, WrongPassword
@@ -122,3 +122,21 @@ async def test_errors_are_plain(restic_repo: RepoFixture, tmp_path: Path, read_a
         await Repository.open(LocalBackend(str(restic_repo.path)), b"not it", read_ahead=read_ahead)
     with pytest.raises(NotARepository):
         await Repository.open(LocalBackend(str(tmp_path / "missing")), PASSWORD.encode(), read_ahead=read_ahead)
+
+
+async def test_index_built_again_only_when_its_files_change(restic_repo: RepoFixture, tmp_path: Path) -> None:
+    """The command's load_index after the one run while the lock settled costs a listing;
+    an index file added since (a backup meanwhile) makes it build the index again."""
+    path = tmp_path / "repo"
+    shutil.copytree(restic_repo.path, path)
+    backend = CountingBackend(path)
+    repo = await Repository.open(backend, PASSWORD.encode())
+    first = await repo.load_index()
+    loads = len(backend.loads)
+    assert await repo.load_index() is first and len(backend.loads) == loads
+    source = tmp_path / "new"
+    source.mkdir()
+    (source / "file").write_bytes(b"not in the repository before\n" * 100)
+    backup(path, source)
+    second = await repo.load_index()
+    assert second is not first and len(second) > len(first)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..backend.base import FileType
 from ..backend.location import open_backend
-from ..errors import UsageError
+from ..errors import RepofsError, UsageError
 from ..repo.lock import locked
 from ..repo.repository import Repository
 
@@ -93,12 +93,20 @@ def repository_location(opts: GlobalOptions) -> str:
 async def open_repository(opts: GlobalOptions, *, lock: bool = True, exclusive: bool = False,
                           read_ahead: Collection[FileType] = ()) -> AsyncIterator[Repository]:
     """The repository the options name, locked (shared by default) unless --no-lock; the files
-    of the ``read_ahead`` types are read while the password is checked (Repository.open)."""
+    of the ``read_ahead`` types are read while the password is checked (Repository.open), and
+    with index files among them, the index is built while the new lock settles."""
     backend = open_backend(repository_location(opts))
     try:
         repo = await Repository.open(backend, opts.password(), read_ahead=read_ahead)
+
+        async def build_index() -> None:
+            try:
+                await repo.load_index()
+            except RepofsError:
+                pass  # the command's own load_index meets the error again and reports it
+
         if lock and not opts.no_lock:
-            async with locked(repo, exclusive):
+            async with locked(repo, exclusive, build_index if FileType.INDEX in read_ahead else None):
                 yield repo
         else:
             yield repo

@@ -13,7 +13,7 @@ import os
 import socket
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
@@ -138,22 +138,33 @@ def _ignoring_sighup() -> Iterator[None]:
 
 
 @asynccontextmanager
-async def locked(repo: Repository, exclusive: bool = False) -> AsyncIterator[None]:
-    """Hold a lock on ``repo`` for the body; released on any exit, cancellation included."""
+async def locked(repo: Repository, exclusive: bool = False,
+                 meanwhile: Callable[[], Awaitable[object]] | None = None) -> AsyncIterator[None]:
+    """Hold a lock on ``repo`` for the body; released on any exit, cancellation included.
+
+    ``meanwhile()`` runs while the new lock settles (RECHECK_DELAY, as restic waits), so that
+    wait costs nothing: reading only, no output, nothing written; the body starts once both
+    are done, and it is cancelled when another lock turns up."""
     with _ignoring_sighup():
-        async with _locked(repo, exclusive):
+        async with _locked(repo, exclusive, meanwhile):
             yield
 
 
 @asynccontextmanager
-async def _locked(repo: Repository, exclusive: bool) -> AsyncIterator[None]:
+async def _locked(repo: Repository, exclusive: bool,
+                  meanwhile: Callable[[], Awaitable[object]] | None) -> AsyncIterator[None]:
     found = await _conflicts(repo, exclusive, None)
     if found:
         _raise_locked(found)
     held = _Held(repo, exclusive, await repo.save_unpacked(FileType.LOCK, LockInfo.mine(exclusive).encode()))
     try:
-        await trio.sleep(RECHECK_DELAY)
-        found = await _conflicts(repo, exclusive, held.lock_id)
+        async with trio.open_nursery() as nursery:
+            if meanwhile is not None:
+                nursery.start_soon(meanwhile)
+            await trio.sleep(RECHECK_DELAY)
+            found = await _conflicts(repo, exclusive, held.lock_id)
+            if found:
+                nursery.cancel_scope.cancel()
         if found:
             _raise_locked(found)
         async with trio.open_nursery() as nursery:

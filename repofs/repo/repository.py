@@ -41,6 +41,7 @@ class Repository:
         self.config = config
         self.cpu = cpu or trio.CapacityLimiter(os.cpu_count() or 1)
         self._index: Index | None = None
+        self._index_ids: frozenset[bytes] = frozenset()  # the index files _index was built from
         self._read_ahead = read_ahead if read_ahead is not None else {}
 
     # -- opening and creating ---------------------------------------------------------
@@ -177,8 +178,12 @@ class Repository:
         return self._index
 
     async def load_index(self) -> Index:
-        """Load and merge every index file (snapshots should be listed before this)."""
+        """Load and merge every index file (snapshots should be listed before this). When the
+        index files are the ones already loaded, the loaded index stands: a file's name is the
+        hash of its content."""
         ids = await self.list_ids(FileType.INDEX)
+        if self._index is not None and self._index_ids == frozenset(ids):
+            return self._index
         builder = IndexBuilder()
         send, recv = trio.open_memory_channel[tuple[bytes, bytes]](2)
 
@@ -199,6 +204,7 @@ class Repository:
         if self.version < 2 and index.any_compressed():
             raise IntegrityError("index lists compressed blobs in a version 1 repository")
         self._index = index
+        self._index_ids = frozenset(ids)
         return index
 
     # -- blobs ---------------------------------------------------------------------------
