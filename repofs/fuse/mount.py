@@ -20,14 +20,11 @@ import trio
 from ..cache.blobcache import BlobCache
 from ..errors import RepofsError, UsageError
 from ..repo.repository import Repository
+from ..tuning import tuned
 from .operations import Operations
 from .vfs import VFS, VfsConfig
 
 DEFAULT_CACHE_MIB = 64
-# Young objects between collections of the cycle collector. Listings make many small
-# objects (nodes, attributes, inode records) that live until evicted; at Python's default
-# of 700 the collector rescans them over and over and costs a sixth of a `find`.
-GC_YOUNG_THRESHOLD = 20_000
 # Not SIGHUP: restic sends it to a lock's holder to see whether it is alive.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -83,10 +80,11 @@ async def serve(repo: Repository, config: MountConfig,
         vfs = VFS(repo, BlobCache(config.cache_bytes), nursery, config.vfs)
         await vfs.start()
         # What exists now (modules, the index, the snapshot list) stays for the life of the
-        # mount: out of the collector's sight.
+        # mount: out of the collector's sight. Listings make many small objects (nodes,
+        # attributes, inode records) that live until evicted; at the collector's default
+        # threshold they were rescanned over and over, a sixth of a `find`.
         gc.freeze()
-        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        with tuned(), trio.open_signal_receiver(*STOP_SIGNALS) as signals:
             try:
                 pyfuse3.init(Operations(vfs), config.mountpoint, fuse_options(config))
             except RuntimeError as exc:
