@@ -255,22 +255,10 @@ class BlobFetcher:
                     del self._flights[part.key]
 
     def _decode_all(self, batch: list[_Part], raw: bytes, start: int) -> list[bytes | RepofsError]:
-        """Plaintexts of a batch of blobs from one ranged read (runs in a worker thread)."""
-        blob_type = batch[0].key[0]
-        if all(part.key[0] is blob_type for part in batch):
-            blobs = [(part.key[1], part.location) for part in batch]
-            return self.repo.decode_blobs(blob_type, batch[0].location.pack_id, start, raw,  # type: ignore[return-value]
-                                          blobs)
-        view = memoryview(raw)
-        out: list[bytes | RepofsError] = []
-        for part in batch:
-            loc = part.location
-            try:
-                sealed = view[loc.offset - start:loc.offset - start + loc.length]
-                out.append(self.repo.decode_blob(part.key[1], part.key[0], loc, loc.pack_id, sealed))
-            except RepofsError as exc:
-                out.append(exc)
-        return out
+        """Plaintexts of a batch of blobs from one ranged read (runs in a worker thread).
+        A run, and so a batch, holds one type: ``want`` groups the blobs of one type."""
+        return self.repo.decode_blobs(batch[0].key[0], batch[0].location.pack_id, start, raw,  # type: ignore[return-value]
+                                      [(part.key[1], part.location) for part in batch])
 
     async def _decode(self, batch: list[_Part], raw: bytes | None, start: int,
                       error: RepofsError | None) -> None:

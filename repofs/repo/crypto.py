@@ -115,15 +115,15 @@ class Key:
         view = memoryview(sealed)
         if len(view) < OVERHEAD:
             raise MacError("ciphertext too short")
-        iv = bytes(view[:IV_SIZE])
-        ct = view[IV_SIZE:-MAC_SIZE]
-        if not any(iv):
+        if not any(view[:IV_SIZE]):
             raise MacError("all-zero IV")
         if self._native is not None:
             plain = self._native.open(view)
             if plain is None:
                 raise MacError("MAC mismatch")
             return plain
+        iv = bytes(view[:IV_SIZE])
+        ct = view[IV_SIZE:-MAC_SIZE]
         try:
             Poly1305.verify_tag(self._poly_key(iv), ct, bytes(view[-MAC_SIZE:]))
         except InvalidSignature:
