@@ -16,6 +16,7 @@ Extra fields: extended timestamp (``UT``, mtime in UTC) and Info-ZIP's unix uid/
 
 from __future__ import annotations
 
+import functools
 import struct
 import threading
 import time
@@ -55,45 +56,9 @@ _EOCD = struct.Struct("<IHHHHIIH")
 _EOCD64 = struct.Struct("<IQHHIIQQQQ")
 _LOCATOR64 = struct.Struct("<IIQI")
 
-_CRC_POLY = 0xEDB88320
-
-
-# -- CRC-32 of a concatenation ------------------------------------------------------------
-
-
-def _mul_mod(a: int, b: int) -> int:
-    """Product of two polynomials modulo the CRC-32 polynomial (bit-reflected)."""
-    product = 0
-    bit = 1 << 31
-    while a:
-        if a & bit:
-            product ^= b
-            a ^= bit
-        bit >>= 1
-        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
-    return product
-
-
-def _powers() -> list[int]:
-    table = [1 << 30]  # x^1
-    for _ in range(31):
-        table.append(_mul_mod(table[-1], table[-1]))
-    return table  # table[k] = x^(2^k) mod P
-
-
-_X_POW2 = _powers()
-
-
-def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
-    """CRC-32 of A+B from crc32(A), crc32(B) and len(B): crc1 shifted by 8*len2 bits."""
-    shift = 1 << 31  # x^0
-    n, k = len2, 3
-    while n:
-        if n & 1:
-            shift = _mul_mod(_X_POW2[k & 31], shift)
-        n >>= 1
-        k += 1
-    return _mul_mod(shift, crc1) ^ crc2
+# CRC-32 of A+B from crc32(A), crc32(B) and len(B), in C: the pieces of a file are
+# checksummed in the decoder threads, the file's CRC is put together in the writer.
+crc32_combine = isal_zlib.crc32_combine
 
 
 # -- deflate pieces ------------------------------------------------------------------------
@@ -197,7 +162,12 @@ def deflate_piece(plain: bytes, level: int = LEVEL, module: ModuleType = DEFLATE
 
 def dos_time(ts: Timestamp) -> tuple[int, int]:
     """(time, date) in MS-DOS form, from the wall clock of the zone the time was kept in."""
-    t = time.gmtime(ts.ns // NS + ts.offset)
+    return _dos_time(ts.ns // NS + ts.offset)
+
+
+@functools.lru_cache(maxsize=4096)  # files of a snapshot share few distinct seconds
+def _dos_time(wall_seconds: int) -> tuple[int, int]:
+    t = time.gmtime(wall_seconds)
     if t.tm_year < 1980:
         return 0, (1 << 5) | 1
     if t.tm_year > 2107:
@@ -249,7 +219,7 @@ class ZipFormat:
         return deflate_piece(plain, self.level)
 
     def _emit(self, buffers: Sequence[Buffer]) -> Sequence[Buffer]:
-        self.offset += sum(len(b) for b in buffers)
+        self.offset += sum(map(len, buffers))
         return buffers
 
     def begin(self, entry: Entry) -> Sequence[Buffer]:
