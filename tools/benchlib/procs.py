@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import fcntl
 import os
 import re
 import signal
@@ -69,6 +70,21 @@ def read_rss(rss_file: Path) -> int:
         return int(lines[-1]) * 1024 if lines else 0
     except (OSError, ValueError):
         return 0
+
+
+PIPE_SIZE = 1 << 20
+
+
+def widen_pipe(fd: int) -> None:
+    """Give the pipe the harness reads a tool's output from a 1 MiB buffer, for every tool
+    alike. With Linux's 64 KiB default the reader wakes sixteen times as often: 400 MiB
+    took 0.65 s of reading instead of 0.27 s (measured for repofs.dump.output.widen_pipe),
+    CPU taken from the tool being measured on a small machine. repofs' dump widened its
+    own stdout already, restic does not; now both are read the same way. Best effort."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except (OSError, AttributeError):
+        pass
 
 
 class _Signals:
@@ -191,6 +207,8 @@ class Processes:
             rss_file = Path(scratch, "rss")
             start = time.perf_counter()
             proc = self.spawn(launcher(rss_file) + list(cmd), env, cwd, subprocess.PIPE, err)
+            assert proc.stdout is not None
+            widen_pipe(proc.stdout.fileno())
             last_output = [time.monotonic()]
             killed: list[str] = []
             finished = threading.Event()
@@ -217,7 +235,6 @@ class Processes:
             watchdog.start()
             out_bytes = out_lines = 0
             try:
-                assert proc.stdout is not None
                 read = proc.stdout.read1
                 while chunk := read(1 << 20):
                     out_bytes += len(chunk)
