@@ -27,6 +27,7 @@ class CountingBackend:
         self.location = self.inner.location
         self.connections = self.inner.connections
         self.upload_slots = self.inner.upload_slots
+        self.blocking_load = None  # every read goes through ``load``, to be counted
         self.loads: list[Handle] = []
 
     async def list(self, type: FileType) -> list[tuple[str, int]]:

@@ -292,6 +292,18 @@ def test_missing_pack_fails_naming_the_file(restic_repo: RepoFixture, tmp_path: 
     assert proc.returncode != 0 and b"/big.bin" in proc.stderr and b"missing" in proc.stderr
 
 
+def test_truncated_pack_fails_naming_the_file(restic_repo: RepoFixture, tmp_path: Path) -> None:
+    """The read comes back short (the decoding thread reads a local pack itself)."""
+    repo = _copy_repo(restic_repo.path, tmp_path / "repo")
+    biggest = max((p for p in (repo / "data").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    os.truncate(biggest, biggest.stat().st_size // 2)
+    for args in (["latest", "/"], ["latest", "/big.bin"]):
+        proc = dump(repo, *args, check=False)
+        assert proc.returncode != 0, args
+        assert b"/big.bin" in proc.stderr and b"truncated pack" in proc.stderr, proc.stderr
+        assert b"Traceback" not in proc.stderr
+
+
 # -- a richer restic-made snapshot ---------------------------------------------------------------
 
 
@@ -480,6 +492,8 @@ async def test_output_does_not_depend_on_the_budget(restic_repo: RepoFixture, tm
 class _HoldBigReads:
     """A backend whose reads of ``hold`` bytes or more wait until every other task is
     blocked, so everything that can run ahead of such a read has."""
+
+    blocking_load = None  # every read goes through ``load``
 
     def __init__(self, inner: LocalBackend, hold: int) -> None:
         self._inner = inner

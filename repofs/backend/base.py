@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,6 +60,10 @@ class Backend(Protocol):
     connections: int
     upload_slots: int
     """Packs worth uploading at once; each one in flight is a pack held in memory."""
+    blocking_load: Callable[[Handle, int, int], bytes] | None
+    """``load`` as a plain blocking call any worker thread may make, where loading is
+    a system call (a local file); None where it needs the event loop (a network
+    client). A worker that decodes what it reads saves a round trip through the loop."""
 
     async def create(self) -> None:
         """Make the empty layout; fails if a repository is already there."""

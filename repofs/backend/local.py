@@ -92,9 +92,9 @@ class LocalBackend:
             raise _os_error(h, exc) from None
 
     async def load(self, h: Handle, length: int = 0, offset: int = 0) -> bytes:
-        return await self._run(self._load, h, length, offset)
+        return await self._run(self.blocking_load, h, length, offset)
 
-    def _load(self, h: Handle, length: int, offset: int) -> bytes:
+    def blocking_load(self, h: Handle, length: int = 0, offset: int = 0) -> bytes:
         try:
             fd = os.open(self.filename(h), os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:

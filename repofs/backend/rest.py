@@ -28,6 +28,8 @@ async def _stream(parts: Sequence[bytes]) -> AsyncIterator[bytes]:
 class RestBackend:
     """A repository behind a REST server; ``connections`` requests at most run at once."""
 
+    blocking_load = None  # every request goes through the event loop
+
     def __init__(self, url: str, connections: int = 5) -> None:
         self.base = url.rstrip("/") + "/"
         self.location = f"rest:{url}"

@@ -7,10 +7,10 @@ Four stages run concurrently in one nursery, joined by bounded channels:
 2. the planner picks nodes (``Selection``), refuses hostile names, turns each picked
    node into an ``Entry`` and each data blob into a ``Chunk`` of a ``Job``: neighbouring
    blobs of one pack (across files) share a job, which is one ranged backend read;
-3. readers read each job's range, and a ``fetch.Decoder`` checks, decrypts and
-   decompresses every blob and lets the format prepare it (zip deflates), in threads
-   under the repository's ``cpu`` limiter; a blob that fails is tried again from its
-   other copies (``load_blob``);
+3. readers read each job's range (a local repository's is read by the decoding thread
+   itself), and a ``fetch.Decoder`` checks, decrypts and decompresses every blob and
+   lets the format prepare it (zip deflates), in threads under the repository's ``cpu``
+   limiter; a blob that fails is tried again from its other copies (``load_blob``);
 4. the writer takes entries in order, waits for their chunks, and hands header and data
    bytes to ``Output``; it starts a job itself if it gets to one not yet started.
 
@@ -430,9 +430,14 @@ class _Pipeline:
     # -- fetching ----------------------------------------------------------------------
 
     async def _read(self, jobs: trio.MemoryReceiveChannel[Job], decoder: Decoder) -> None:
-        """Read each job's range and hand it to the decoder, which completes the job."""
+        """Read each job's range and hand it to the decoder, which completes the job; a
+        backend with a ``blocking_load`` leaves the read to the decoder's thread."""
+        blocking = self.repo.backend.blocking_load is not None
         with jobs:
             async for job in jobs:
+                if blocking:
+                    decoder.submit_unread(job.pack_id, job.start, job.end, job.blobs, job.complete)
+                    continue
                 try:
                     raw = await read_range(self.repo, job.pack_id, job.start, job.end)
                 except RepofsError as exc:

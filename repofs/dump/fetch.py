@@ -57,11 +57,21 @@ def close_enough(start: int, end: int, loc: BlobLocation) -> bool:
             and max(end, loc.offset + loc.length) - min(start, loc.offset) <= MAX_SPAN)
 
 
-async def read_range(repo: PackReader, pack_id: bytes, start: int, end: int) -> bytes:
-    raw: bytes = await repo.backend.load(Handle(FileType.PACK, pack_id.hex()), end - start, start)
-    if len(raw) != end - start:
+def _checked(pack_id: bytes, raw: bytes, length: int) -> bytes:
+    if len(raw) != length:
         raise DamagedPack(f"pack {pack_id.hex()}: short read (truncated pack)")
     return raw
+
+
+async def read_range(repo: PackReader, pack_id: bytes, start: int, end: int) -> bytes:
+    raw = await repo.backend.load(Handle(FileType.PACK, pack_id.hex()), end - start, start)
+    return _checked(pack_id, raw, end - start)
+
+
+def read_range_blocking(repo: PackReader, pack_id: bytes, start: int, end: int) -> bytes:
+    """``read_range`` in a worker thread, for a backend with a ``blocking_load``."""
+    raw = repo.backend.blocking_load(Handle(FileType.PACK, pack_id.hex()), end - start, start)
+    return _checked(pack_id, raw, end - start)
 
 
 def _decode_all(repo: PackReader, type: BlobType, pack_id: bytes, start: int, blobs: Blobs,
@@ -112,7 +122,9 @@ RepofsError that loading it ended with."""
 
 
 class Decoder:
-    """Decodes the blobs of ranges already read, in worker threads, for one nursery.
+    """Decodes the blobs of ranges, in worker threads, for one nursery. A range comes
+    read already, or is read by the thread that decodes it (``submit_unread``, for a
+    backend with a ``blocking_load``: no trip through the loop between the two).
 
     A thread takes range after range while any wait, so it never sits idle waiting
     for the event loop to hand it the next one (the hand-over costs the most when the
@@ -134,7 +146,7 @@ class Decoder:
         self.threads = threads
         self._nursery = nursery
         self._token = trio.lowlevel.current_trio_token()
-        self._queue: collections.deque[tuple[bytes, int, Blobs, bytes, Done]] = collections.deque()
+        self._queue: collections.deque[tuple[bytes, int, int, Blobs, bytes | None, Done]] = collections.deque()
         self._running = 0  # threads started and not yet returned
         self._closed = False
         self._ended = trio.Event()
@@ -142,9 +154,18 @@ class Decoder:
 
     def submit(self, pack_id: bytes, start: int, blobs: Blobs, raw: bytes, done: Done) -> None:
         """Decode ``blobs`` of ``raw`` (read from ``start`` of the pack), then ``done``."""
+        self._queue_range(pack_id, start, start + len(raw), blobs, raw, done)
+
+    def submit_unread(self, pack_id: bytes, start: int, end: int, blobs: Blobs, done: Done) -> None:
+        """Read [start, end) of the pack with the backend's ``blocking_load``, decode
+        ``blobs`` of it, then ``done``; a failed read fails every blob, as in ``failed``."""
+        self._queue_range(pack_id, start, end, blobs, None, done)
+
+    def _queue_range(self, pack_id: bytes, start: int, end: int, blobs: Blobs, raw: bytes | None,
+                     done: Done) -> None:
         if self._closed:
             return
-        self._queue.append((pack_id, start, blobs, raw, done))
+        self._queue.append((pack_id, start, end, blobs, raw, done))
         if self._running < self.threads:
             self._running += 1
             self._nursery.start_soon(self._run)
@@ -180,10 +201,17 @@ class Decoder:
         queue = self._queue
         while not self._closed:
             try:
-                pack_id, start, blobs, raw, done = queue.popleft()
+                pack_id, start, end, blobs, raw, done = queue.popleft()
             except IndexError:
                 return
-            results = _decode_all(self.repo, self.type, pack_id, start, blobs, raw, self.prepare)
+            results: list[Any]
+            try:
+                if raw is None:
+                    raw = read_range_blocking(self.repo, pack_id, start, end)
+            except RepofsError as exc:
+                results = [exc] * len(blobs)
+            else:
+                results = _decode_all(self.repo, self.type, pack_id, start, blobs, raw, self.prepare)
             del raw
             try:
                 self._token.run_sync_soon(self._deliver, blobs, results, done)
