@@ -513,9 +513,11 @@ async def test_writer_starts_a_job_the_planner_holds_while_the_channel_is_full(t
     channel with the chunks of the tiny files, all one job, and when that job is complete
     it cannot start (no budget) nor hand the rest over (channel full). Once a.bin is
     written the writer gets to that job and must start it itself instead of waiting."""
+    from repofs.dump.common import MIN_JOB
+
     repo_path = init_repo(tmp_path / "repo")
     mtime = Timestamp(1_700_000_000 * NS)
-    big, last = os.urandom(600 << 10), os.urandom(1000)
+    big, last = os.urandom(MIN_JOB + (88 << 10)), os.urandom(1000)
     tiny = [b"%05d" % i + os.urandom(11) for i in range(700)]
 
     def file(name: bytes, content: bytes) -> Node:
@@ -533,7 +535,7 @@ async def test_writer_starts_a_job_the_planner_holds_while_the_channel_is_full(t
     from repofs.dump.tar import TarFormat
 
     backend = LocalBackend(str(repo_path))
-    repo = await Repository.open(_HoldBigReads(backend, 500 << 10), PASSWORD.encode())  # type: ignore[arg-type]
+    repo = await Repository.open(_HoldBigReads(backend, MIN_JOB), PASSWORD.encode())  # type: ignore[arg-type]
     await repo.load_index()
     out = tmp_path / "out.tar"
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
