@@ -111,6 +111,18 @@ def test_run_counts_output_and_reports_peak_rss(tmp_path: Path) -> None:
     assert procs.children == {}
 
 
+def test_run_without_lines_counts_every_byte() -> None:
+    """Output not counted in lines goes straight to /dev/null; its bytes are still counted,
+    more than a pipe holds, and a quiet spell still counts as a hang."""
+    procs = Processes()
+    script = "import sys; w = sys.stdout.buffer.write; [w(b'x\\n' * 1500007) for _ in range(3)]"
+    done = procs.run([sys.executable, "-c", script], os.environ, count_lines=False)
+    assert (done.out_bytes, done.out_lines, done.error()) == (3 * 3000014, 0, None)
+    done = procs.run(["sh", "-c", "echo start; exec sleep 60"], os.environ, stall=1.0, count_lines=False)
+    assert done.error() == "hung: no output for 1 s" and done.out_bytes == 6
+    assert procs.children == {}
+
+
 def test_watchdog_ends_a_quiet_command_and_calls_on_hang() -> None:
     procs = Processes()
     hung: list[bool] = []

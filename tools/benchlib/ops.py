@@ -52,9 +52,11 @@ class Context:
         return self.repofs, self.restic
 
     def run(self, cmd: list[str], tool: Tool, cwd: Path | None = None, streams: bool = False,
-            on_hang: Callable[[], object] | None = None) -> Run:
-        """Run ``cmd``; one that ``streams`` output is taken for hung after ``stall`` quiet seconds."""
-        return self.procs.run(cmd, tool.env, cwd, self.timeout, self.stall if streams else None, on_hang)
+            on_hang: Callable[[], object] | None = None, count_lines: bool = True) -> Run:
+        """Run ``cmd``; one that ``streams`` output is taken for hung after ``stall`` quiet
+        seconds. Bulk output whose lines nobody checks is better not ``count_lines``."""
+        return self.procs.run(cmd, tool.env, cwd, self.timeout, self.stall if streams else None, on_hang,
+                              count_lines)
 
     def must(self, cmd: list[str], tool: Tool, cwd: Path | None = None) -> Run:
         """An untimed step that has to work for the benchmark to go on."""
@@ -200,7 +202,8 @@ def dump(ctx: Context) -> list[Row]:
 
     def one(key: str, args: list[str], check: Check) -> Session:
         def session(tool: Tool, r: int) -> dict[str, Measure]:
-            return {key: measure(r, ctx.run(tool(repo, "dump", *args), tool, streams=True), check)}
+            done = ctx.run(tool(repo, "dump", *args), tool, streams=True, count_lines=False)
+            return {key: measure(r, done, check)}
         return Session([key], "dump", session)
 
     alternate(ctx, rows, [
@@ -239,7 +242,8 @@ def mount(ctx: Context) -> list[Row]:
                 reader = readers[key]
                 done = None
                 if reader:
-                    done = ctx.run(reader[0](mnt), tool, streams=True, on_hang=lambda: abort_fuse(mnt))
+                    done = ctx.run(reader[0](mnt), tool, streams=True, on_hang=lambda: abort_fuse(mnt),
+                                   count_lines=key == "mount.find")
             except BaseException:
                 try:
                     mounted.stop()
