@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+from ..arenas import limit_arenas
 from ..repo.scrypt import derive_ahead
 
 KEY_DIGEST_SIZE = 64  # what KeyFile.user_key derives
@@ -105,6 +106,7 @@ def start_key_derivation(args: Sequence[str], env: Mapping[str, str]) -> bool:
 
 
 def main() -> None:
+    limit_arenas()  # before the first thread
     try:
         start_key_derivation(sys.argv[1:], os.environ)
     except Exception:  # noqa: BLE001  # a guess only: the command meets the same problem and says so
