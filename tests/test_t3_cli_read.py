@@ -15,7 +15,6 @@ from repofs.backend.local import LocalBackend
 from repofs.model.tree import Node
 from repofs.repo.index import BlobType
 from repofs.repo.repository import Repository
-from repofs.trees import TreeLoader
 from repofs.walk import walk
 
 
@@ -108,9 +107,8 @@ async def _read_all_files(path: Path) -> dict[bytes, tuple[Node, bytes]]:
     repo = await Repository.open(LocalBackend(str(path)), PASSWORD.encode())
     snaps = await repo.load_snapshots()
     await repo.load_index()
-    trees = TreeLoader(repo)
     files: dict[bytes, tuple[Node, bytes]] = {}
-    async with walk(trees, snaps[-1].tree) as batches:
+    async with walk(repo, snaps[-1].tree) as batches:
         async for batch in batches:
             for p, node in batch:
                 if node.type == "file":

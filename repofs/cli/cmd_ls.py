@@ -80,7 +80,7 @@ async def _ls(opts: GlobalOptions, spec: str, dirs: list[bytes], long_: bool, re
             shown = " ".join(os.fsdecode(d) for d in dirs)
             out.write(f"snapshot {snap.id.hex()[:8]} of [{' '.join(snap.paths)}] filtered by "
                       f"[{shown}] at {_restic_time(snap)}):\n".encode())
-        async with walk(trees, tree_id, descend=sel.descends) as batches:
+        async with walk(repo, tree_id, descend=sel.descends) as batches:
             async for batch in batches:
                 for path, node in batch:
                     if not sel.shows(path):

@@ -34,14 +34,14 @@ import trio
 
 from ..errors import IntegrityError, NotFound, RepofsError
 from ..fdio import Buffer
+from ..fetch import Decoder, PackReader, close_enough, read_range
 from ..model import tree as nodes
 from ..model.tree import Node
 from ..patterns import PatternList
 from ..repo.index import BlobLocation, BlobType
 from ..tuning import tuned
-from .fetch import Decoder, PackReader, close_enough, read_range
+from ..walk import NodeBatch, walk_batches
 from .output import Output
-from .treewalk import NodeBatch, walk_batches
 
 __all__ = ["ArchiveFormat", "Buffer", "Chunk", "DumpStats", "Entry", "Job", "RawFormat",
            "Selection", "check_name", "dump", "dump_file", "link_target"]

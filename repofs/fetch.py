@@ -8,10 +8,10 @@ from typing import Any, Protocol
 
 import trio
 
-from ..backend.base import FileType, Handle
-from ..errors import DamagedPack, RepofsError
-from ..repo.crypto import OVERHEAD
-from ..repo.index import BlobLocation, BlobType
+from .backend.base import FileType, Handle
+from .errors import DamagedPack, RepofsError
+from .repo.crypto import OVERHEAD
+from .repo.index import BlobLocation, BlobType
 
 MAX_SPAN = 8 << 20  # neighbouring blobs are read together up to this span
 MAX_GAP = 64 << 10  # bytes of other blobs worth reading over to keep one read
