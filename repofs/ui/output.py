@@ -35,7 +35,13 @@ def local_time(ts: gotime.Timestamp) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _local_second(seconds: int) -> str:
-    return (_EPOCH + timedelta(seconds=seconds)).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    utc = _EPOCH + timedelta(seconds=seconds)
+    try:
+        t = utc.astimezone()
+    except (OverflowError, ValueError):  # Go's zero time west of UTC: a year 0 Python lacks
+        t = utc
+    # Go pads the year to four digits (0001 for its zero time); strftime does not.
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
