@@ -24,9 +24,10 @@ from dataclasses import dataclass
 
 import trio
 
-from ..backend.base import FileNotFound, FileType, Handle
+from ..backend.base import FileNotFound
 from ..cache.blobcache import BlobCache, Flight
 from ..errors import DamagedPack, IntegrityError, NotFound, RepofsError
+from ..fetch import read_range
 from ..repo.index import BlobLocation, BlobType, Index
 from ..repo.pack import PackEntry
 from ..repo.repository import Repository
@@ -225,10 +226,7 @@ class BlobFetcher:
             try:
                 async with self.runs:
                     self.ranged_reads += 1
-                    raw = await self.repo.backend.load(Handle(FileType.PACK, first.pack_id.hex()),
-                                                       end - start, start)
-                if len(raw) != end - start:
-                    raise DamagedPack(f"pack {first.pack_id.hex()}: short read (truncated pack)")
+                    raw = await read_range(self.repo, first.pack_id, start, end)
             except FileNotFound:
                 error = DamagedPack(f"pack {first.pack_id.hex()} is listed in the index but missing")
             except RepofsError as exc:
